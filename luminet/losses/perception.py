@@ -1,0 +1,98 @@
+"""LumiNet's perception: logits standardised per class over the batch, and the loss on top.
+
+Paper: Hossain et al., "LumiNet: The Bright Side of Perceptual Knowledge Distillation",
+https://arxiv.org/abs/2310.03669
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validation import check_logit_pair, check_positive
+
+__all__ = ["perception", "luminet_loss", "LumiNetLoss"]
+
+
+def perception(logits: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Standardise each class column of ``logits`` over the batch (dim 0).
+
+    ``h[i, j] = (z[i, j] - mean_j) / sqrt(var_j + eps)`` with the biased variance (divide by N).
+
+    A column that is constant over the batch (which includes every column when N = 1) has zero
+    variance and maps to zeros: it carries no information relative to the other samples.
+
+    Args:
+        logits: (N, C) logits; rows are samples (or ROIs), columns are classes.
+        eps: added to the variance before the square root.
+
+    Returns:
+        A tensor of the same shape and dtype.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"perception expects 2-D logits (N, C); got shape {tuple(logits.shape)}")
+    mean = logits.mean(dim=0, keepdim=True)
+    var = logits.var(dim=0, unbiased=False, keepdim=True)
+    return (logits - mean) * torch.rsqrt(var + eps)
+
+
+def luminet_loss(
+    logits_student: torch.Tensor,
+    logits_teacher: torch.Tensor,
+    temperature: float = 1.0,
+    alpha: float = 1.0,
+    eps: float = 1e-5,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """LumiNet distillation loss.
+
+    ``alpha**2 * KL(softmax(perception(t) / T) || softmax(perception(s) / T))`` averaged over the
+    rows (``batchmean``). As in the authors' code there is no extra ``T**2`` factor.
+
+    Computed in float32 whatever the input dtype; the teacher is detached. With N = 1, or when
+    teacher and student are equal up to a per-class affine map with positive scale, the loss is 0.
+
+    Args:
+        logits_student: (N, C) student logits.
+        logits_teacher: (N, C) teacher logits for the same rows.
+        temperature: softmax temperature T (> 0).
+        alpha: weight; the loss is multiplied by ``alpha ** 2``.
+        eps: variance stabiliser of :func:`perception`.
+        check_finite: raise ``ValueError`` on NaN/inf inputs (costs one device sync).
+
+    Returns:
+        A float32 scalar.
+    """
+    check_positive("temperature", temperature)
+    student, teacher = check_logit_pair(logits_student, logits_teacher, check_finite=check_finite)
+    log_p_student = F.log_softmax(perception(student, eps) / temperature, dim=1)
+    log_p_teacher = F.log_softmax(perception(teacher, eps) / temperature, dim=1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return kl * (alpha**2)
+
+
+class LumiNetLoss(nn.Module):
+    """Module form of :func:`luminet_loss`; ``target`` is accepted and ignored."""
+
+    def __init__(
+        self, temperature: float = 1.0, alpha: float = 1.0, eps: float = 1e-5, check_finite=True
+    ):
+        super().__init__()
+        self.temperature = check_positive("temperature", temperature)
+        self.alpha = float(alpha)
+        self.eps = check_positive("eps", eps)
+        self.check_finite = bool(check_finite)
+
+    def forward(self, logits_student, logits_teacher, target=None) -> torch.Tensor:
+        return luminet_loss(
+            logits_student,
+            logits_teacher,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            eps=self.eps,
+            check_finite=self.check_finite,
+        )
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, alpha={self.alpha}, eps={self.eps}"

@@ -1,0 +1,1 @@
+"""Backbones for students that detectron2 lacks (registered in BACKBONE_REGISTRY at import)."""

@@ -1,0 +1,1 @@
+"""Datasets built locally from real images that ship in registry packages (demo, tests)."""

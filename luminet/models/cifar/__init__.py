@@ -1,3 +1,3 @@
 """CIFAR (32x32) architectures of the CRD / DKD distillation benchmark; registered at import."""
 
-from . import resnet  # noqa: F401
+from . import mobilenetv2, resnet, resnet50, shufflenetv1, shufflenetv2, vgg, wrn  # noqa: F401

@@ -1,3 +1,3 @@
 """ImageNet (224x224) architectures; registered at import."""
 
-from . import torchvision_models  # noqa: F401
+from . import mobilenetv1, torchvision_models  # noqa: F401

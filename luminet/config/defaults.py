@@ -1,0 +1,100 @@
+"""Default configuration of the classification distiller.
+
+Every key a YAML file or a command-line override may set is declared here; anything else is an
+error. Layout and names follow the official LumiNet / mdistiller configs where they overlap.
+"""
+
+from fvcore.common.config import CfgNode as CN
+
+_C = CN()
+
+# Free-form bookkeeping copied from the official configs; only NAME is used (run directory name).
+_C.EXPERIMENT = CN()
+_C.EXPERIMENT.NAME = ""
+_C.EXPERIMENT.TAG = ""
+_C.EXPERIMENT.PROJECT = ""
+
+# Where checkpoints, metrics.jsonl, TensorBoard events and the frozen config go.
+_C.OUTPUT_DIR = "output/cls/default"
+_C.SEED = 0
+# "auto" picks cuda when available, else cpu; or an explicit torch device string ("cpu", "cuda:0").
+_C.DEVICE = "auto"
+# torch.use_deterministic_algorithms(True) plus cudnn.deterministic (slower on GPU).
+_C.DETERMINISTIC = False
+
+_C.DATASET = CN()
+# One of luminet.data.available_datasets(): "cifar100", "imagenet", "digits".
+_C.DATASET.TYPE = "cifar100"
+_C.DATASET.ROOT = "datasets/cifar100"
+# torchvision download=True for CIFAR-100 (needs internet once).
+_C.DATASET.DOWNLOAD = False
+_C.DATASET.NUM_WORKERS = 2
+# Digits only: side length the 8x8 images are resized to, fraction held out for validation and
+# the seed of that (stratified) split; the split does not depend on SEED.
+_C.DATASET.IMAGE_SIZE = 16
+_C.DATASET.VAL_FRACTION = 0.2
+_C.DATASET.SPLIT_SEED = 0
+_C.DATASET.TEST = CN()
+_C.DATASET.TEST.BATCH_SIZE = 64
+
+_C.DISTILLER = CN()
+# "none" (plain cross-entropy), "kd", "dkd", "luminet", or any name registered with
+# luminet.losses.register_distill_loss that has a config section of the same (upper-case) name.
+_C.DISTILLER.TYPE = "none"
+_C.DISTILLER.STUDENT = "resnet8x4"
+# One teacher by name (official configs), or several in TEACHERS (logit-averaging ensemble);
+# set one of the two, not both.
+_C.DISTILLER.TEACHER = ""
+_C.DISTILLER.TEACHERS = []
+# One checkpoint path per teacher, in order. Required whenever a distillation loss is used.
+_C.DISTILLER.TEACHER_WEIGHTS = []
+# Optional initial weights of the student.
+_C.DISTILLER.STUDENT_WEIGHTS = ""
+
+_C.SOLVER = CN()
+_C.SOLVER.TYPE = "SGD"
+_C.SOLVER.BATCH_SIZE = 64  # total over all processes
+_C.SOLVER.EPOCHS = 240
+_C.SOLVER.LR = 0.05
+_C.SOLVER.LR_DECAY_STAGES = [150, 180, 210]
+_C.SOLVER.LR_DECAY_RATE = 0.1
+_C.SOLVER.WEIGHT_DECAY = 0.0005
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.NESTEROV = False
+
+# Mixed precision (torch.amp) on CUDA; on other devices a logged no-op.
+_C.AMP = CN()
+_C.AMP.ENABLED = False
+
+# Plain training (DISTILLER.TYPE "none").
+_C.NONE = CN()
+_C.NONE.CE_WEIGHT = 1.0
+
+# Hinton KD, mdistiller defaults: loss = CE_WEIGHT * CE + warm-up * KD_WEIGHT * KD(T).
+_C.KD = CN()
+_C.KD.TEMPERATURE = 4.0
+_C.KD.CE_WEIGHT = 0.1
+_C.KD.KD_WEIGHT = 0.9
+_C.KD.WARMUP = 0  # epochs; 0 = no warm-up (as mdistiller's KD)
+
+# DKD, mdistiller defaults: loss = CE_WEIGHT * CE + min(epoch / WARMUP, 1) * DKD(ALPHA, BETA, T).
+_C.DKD = CN()
+_C.DKD.CE_WEIGHT = 1.0
+_C.DKD.ALPHA = 1.0
+_C.DKD.BETA = 8.0
+_C.DKD.T = 4.0
+_C.DKD.WARMUP = 20
+
+# LumiNet: loss = CE_WEIGHT * CE + min(epoch / WARMUP, 1) * ALPHA^2 * KL(perception, T).
+_C.LUMINET = CN()
+_C.LUMINET.CE_WEIGHT = 1.0
+_C.LUMINET.ALPHA = 1.0
+_C.LUMINET.T = 4.0
+_C.LUMINET.WARMUP = 20
+_C.LUMINET.EPS = 1e-5
+
+_C.LOG = CN()
+_C.LOG.TENSORBOARD = True
+_C.LOG.PROGRESS_BAR = True
+# Also keep a student snapshot every N epochs (0 = only last/best).
+_C.LOG.SAVE_CHECKPOINT_FREQ = 0

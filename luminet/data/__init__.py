@@ -1,0 +1,24 @@
+"""Classification datasets (CIFAR-100, ImageNet, scikit-learn digits) and loaders."""
+
+from . import cifar, digits, imagenet  # noqa: F401  (registration)
+from .build import (
+    DatasetSplits,
+    ShardSampler,
+    available_datasets,
+    build_datasets,
+    build_train_loader,
+    build_val_loader,
+    register_dataset,
+    set_loader_epoch,
+)
+
+__all__ = [
+    "DatasetSplits",
+    "ShardSampler",
+    "available_datasets",
+    "build_datasets",
+    "build_train_loader",
+    "build_val_loader",
+    "register_dataset",
+    "set_loader_epoch",
+]

@@ -1,0 +1,25 @@
+"""Training and evaluation of the classification distiller."""
+
+from .checkpoint import atomic_save, get_rng_state, set_rng_state
+from .comm import get_rank, get_world_size, init_distributed, is_main_process, select_device
+from .evaluator import evaluate, topk_correct
+from .trainer import BEST_FILE, LAST_FILE, METRICS_FILE, RESUME_FILE, ClsTrainer, seed_everything
+
+__all__ = [
+    "ClsTrainer",
+    "seed_everything",
+    "evaluate",
+    "topk_correct",
+    "atomic_save",
+    "get_rng_state",
+    "set_rng_state",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
+    "is_main_process",
+    "select_device",
+    "RESUME_FILE",
+    "LAST_FILE",
+    "BEST_FILE",
+    "METRICS_FILE",
+]

@@ -1,0 +1,270 @@
+"""DistillRCNN training steps on a tiny R18-FPN teacher/student pair (CPU, random init)."""
+
+import copy
+
+import pytest
+import torch
+from detectron2.modeling import GeneralizedRCNN, build_model
+from detectron2.utils.events import EventStorage
+
+import luminet_det  # noqa: F401  (registers DistillRCNN)
+from luminet.losses import LumiNetLoss, luminet_loss
+from luminet_det.distill_rcnn import DistillRCNN
+from luminet_det.distributed_perception import GatheredLumiNetLoss
+from luminet_det.testing import random_batch, tiny_distill_cfg, tiny_rcnn_cfg, write_teacher
+
+STUDENT_KEYS = ("loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc")
+
+
+@pytest.fixture(scope="module")
+def teacher_files(tmp_path_factory):
+    """A BGR teacher with BGR mean/std (detectron2 model-zoo convention)."""
+    config, weights, _ = write_teacher(str(tmp_path_factory.mktemp("teacher")), seed=1)
+    return config, weights
+
+
+@pytest.fixture(scope="module")
+def frozen_bn_teacher(tmp_path_factory):
+    config, weights, model = write_teacher(
+        str(tmp_path_factory.mktemp("teacher_fbn")), seed=2, **{"MODEL.RESNETS.NORM": "FrozenBN"}
+    )
+    return config, weights, model
+
+
+def _build(cfg):
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    return model
+
+
+def _step(model, batch, it=0):
+    with EventStorage(it):
+        return model(batch)
+
+
+def test_train_step_adds_distillation_loss_and_keeps_teacher_frozen(teacher_files):
+    cfg = tiny_distill_cfg(*teacher_files)
+    model = _build(cfg)
+    assert isinstance(model, DistillRCNN)
+    teacher = model.teacher
+    assert not teacher.training and model.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    for it in range(2):
+        losses = _step(model, random_batch(2, seed=it), it)
+        assert set(losses) == {*STUDENT_KEYS, "loss_luminet"}
+        assert torch.isfinite(losses["loss_luminet"]) and losses["loss_luminet"] > 0
+        assert losses["loss_luminet"].requires_grad
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+        model.train()  # what the trainer does; the teacher must stay in eval mode
+        assert not teacher.training
+
+    assert all(p.grad is None for p in teacher.parameters())
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), f"teacher tensor {k} changed"
+    # The optimizer only ever saw the student.
+    teacher_ids = {id(p) for p in teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in model.parameters()}
+
+
+def test_state_dict_is_the_students_in_generalized_rcnn_layout(teacher_files):
+    model = _build(tiny_distill_cfg(*teacher_files))
+    stock = build_model(tiny_rcnn_cfg())
+    assert type(stock) is GeneralizedRCNN
+    sd = model.state_dict()
+    assert set(sd) == set(stock.state_dict())
+    assert not any(k.startswith(("teacher", "student", "_teacher")) for k in sd)
+    stock.load_state_dict(sd, strict=True)
+    # and back: a stock checkpoint initialises the student of DistillRCNN strictly
+    model.load_state_dict(stock.state_dict(), strict=True)
+    # the teacher follows dtype/device changes of the wrapper
+    model.double()
+    assert next(model.teacher.parameters()).dtype == torch.float64
+
+
+def test_identical_teacher_and_student_give_exactly_zero(frozen_bn_teacher):
+    config, weights, teacher_model = frozen_bn_teacher
+    cfg = tiny_distill_cfg(config, weights, **{"MODEL.RESNETS.NORM": "FrozenBN"})
+    cfg.INPUT.FORMAT = "BGR"  # same normalisation as the teacher
+    model = _build(cfg)
+    model.load_state_dict(teacher_model.state_dict(), strict=True)
+    batch = random_batch(2, seed=3)
+
+    # ROI-logit level: same boxes, same logits.
+    with EventStorage(0):
+        images = model.preprocess_image(batch)
+        feats = model.backbone(images.tensor)
+        boxes = [b["instances"].gt_boxes for b in batch]
+        s = model.student_roi_logits(feats, boxes)
+        t = model.teacher_roi_logits(batch, boxes)
+    assert torch.equal(s, t)
+    assert luminet_loss(s, t).item() == 0.0
+
+    losses = _step(model, batch)
+    assert losses["loss_luminet"].item() == 0.0
+    # a different student gives a positive loss on the same inputs
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.mul_(-1.5)
+    assert _step(model, batch)["loss_luminet"].item() > 0
+
+
+def test_teacher_normalises_with_its_own_format_mean_and_std(teacher_files):
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+    model = _build(cfg)
+    t = model.teacher
+    assert t.input_format == "BGR"
+    batch = random_batch(1, seed=4)
+    rgb = batch[0]["image"].float()
+    expected = (rgb[[2, 1, 0]] - t.pixel_mean) / t.pixel_std
+    got = model.teacher_images(batch).tensor[0, :, : rgb.shape[1], : rgb.shape[2]]
+    torch.testing.assert_close(got, expected)
+    expected_student = (rgb - model.pixel_mean) / model.pixel_std
+    got_student = model.preprocess_image(batch).tensor[0, :, : rgb.shape[1], : rgb.shape[2]]
+    torch.testing.assert_close(got_student, expected_student)
+
+
+def _count_box_head_calls(model):
+    calls = []
+    model.roi_heads.box_head.register_forward_hook(lambda *a: calls.append(1))
+    return calls
+
+
+def test_student_box_head_runs_once_and_recompute_mode_matches(teacher_files):
+    batch = random_batch(2, seed=5)
+    model = _build(tiny_distill_cfg(*teacher_files))
+    calls = _count_box_head_calls(model)
+    results = {}
+    for recompute in (False, True):
+        model.recompute_student_logits = recompute  # MODEL.DISTILL.RECOMPUTE_STUDENT_LOGITS
+        calls.clear()
+        torch.manual_seed(7)  # same ROI sampling in both runs
+        results[recompute] = _step(model, batch)["loss_luminet"]
+        assert len(calls) == (2 if recompute else 1)
+    torch.testing.assert_close(results[False], results[True])
+
+
+@pytest.mark.parametrize("loss", ["kd", "dkd"])
+def test_other_losses_train(teacher_files, loss):
+    cfg = tiny_distill_cfg(*teacher_files, loss=loss)
+    cfg.MODEL.DISTILL.TEMPERATURE = 2.0
+    model = _build(cfg)
+    losses = _step(model, random_batch(2, seed=6))
+    assert torch.isfinite(losses[f"loss_{loss}"]) and losses[f"loss_{loss}"] > 0
+
+
+def test_dkd_target_is_the_sampled_gt_classes(teacher_files):
+    cfg = tiny_distill_cfg(*teacher_files, loss="dkd")
+    model = _build(cfg)
+    seen = {}
+
+    def spy(s, t, target):
+        seen["s"], seen["target"] = s, target
+        return s.sum() * 0
+
+    object.__setattr__(model, "_distill_loss", spy)
+    _step(model, random_batch(2, seed=6))
+    k = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    assert seen["s"].shape[1] == k + 1
+    assert seen["target"].shape == (seen["s"].shape[0],)
+    assert int(seen["target"].max()) == k  # background rows are labelled K
+    assert int(seen["target"].min()) < k  # and the gt boxes appended as proposals are not
+
+
+def test_loss_none_is_the_plain_student(teacher_files):
+    cfg = tiny_distill_cfg("", "", loss="none")
+    model = _build(cfg)
+    assert model.teacher is None and model.distill_loss is None
+    losses = _step(model, random_batch(2))
+    assert set(losses) == set(STUDENT_KEYS)
+
+
+def test_images_without_annotations_and_few_rois_stay_finite(teacher_files):
+    cfg = tiny_distill_cfg(*teacher_files)
+    model = _build(cfg)
+    losses = _step(model, random_batch(2, boxes_per_image=0))
+    assert all(torch.isfinite(v) for v in losses.values())
+
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 1
+    cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION = 1.0
+    model = _build(cfg)
+    batch = random_batch(1, boxes_per_image=1)
+    losses = _step(model, batch)
+    # one ROI: LumiNet's per-class standardisation is 0 everywhere, so the loss is exactly 0
+    assert losses["loss_luminet"].item() == 0.0
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_warmup_ramps_the_distillation_term(teacher_files):
+    batch = random_batch(2, seed=8)
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.MODEL.DISTILL.WARMUP_ITERS = 10
+    cfg.MODEL.DISTILL.LOSS_WEIGHT = 2.0
+    model = _build(cfg)
+    assert (model.warmup_iters, model.loss_weight) == (10, 2.0)
+    values = {}
+    for warmup, it in ((0, 5), (10, 5), (10, 0), (10, 20)):
+        model.warmup_iters = warmup
+        torch.manual_seed(9)
+        values[(warmup, it)] = _step(model, batch, it)["loss_luminet"].item()
+    full = values[(0, 5)]
+    assert full > 0
+    assert values[(10, 5)] == pytest.approx(0.5 * full, rel=1e-5)
+    assert values[(10, 0)] == 0.0
+    assert values[(10, 20)] == pytest.approx(full, rel=1e-5)
+    model.loss_weight = 1.0
+    torch.manual_seed(9)
+    assert _step(model, batch, 20)["loss_luminet"].item() == pytest.approx(full / 2, rel=1e-5)
+
+
+def test_gather_stats_in_one_process_equals_per_device_statistics(teacher_files):
+    batch = random_batch(2, seed=10)
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.MODEL.DISTILL.GATHER_STATS = True
+    cfg.MODEL.DISTILL.TEMPERATURE = 2.0
+    model = _build(cfg)
+    gathered = model.distill_loss
+    assert isinstance(gathered, GatheredLumiNetLoss) and gathered.temperature == 2.0
+    torch.manual_seed(11)
+    value_gathered = _step(model, batch)["loss_luminet"]
+    object.__setattr__(model, "_distill_loss", LumiNetLoss(temperature=2.0))
+    torch.manual_seed(11)
+    value_local = _step(model, batch)["loss_luminet"]
+    assert value_local > 0
+    torch.testing.assert_close(value_gathered, value_local, rtol=1e-4, atol=1e-6)
+
+
+def test_teacher_autocast_bf16(teacher_files):
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.MODEL.DISTILL.TEACHER_AUTOCAST = "bf16"
+    model = _build(cfg)
+    seen = {}
+
+    def hook(_module, _inputs, outputs):
+        seen["dtype"] = outputs[0].dtype
+
+    model.teacher.roi_heads.box_predictor.register_forward_hook(hook)
+    losses = _step(model, random_batch(2, seed=12))
+    assert seen["dtype"] == torch.bfloat16
+    assert torch.isfinite(losses["loss_luminet"]) and losses["loss_luminet"] > 0
+
+
+def test_inference_is_the_students(teacher_files):
+    model = _build(tiny_distill_cfg(*teacher_files)).eval()
+    stock = copy.deepcopy(build_model(tiny_rcnn_cfg())).eval()
+    stock.load_state_dict(model.state_dict())
+    batch = [{k: v for k, v in b.items() if k != "instances"} for b in random_batch(1)]
+    with torch.no_grad():
+        a = model(batch)[0]["instances"]
+        b = stock(batch)[0]["instances"]
+    assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+    assert torch.equal(a.scores, b.scores)

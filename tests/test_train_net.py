@@ -1,0 +1,116 @@
+"""tools/train_net.py end to end: train a few iterations, COCO AP, student-only checkpoint."""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.modeling import GeneralizedRCNN, build_model
+
+from luminet_det.testing import tiny_distill_cfg, tiny_rcnn_cfg, write_teacher, write_tiny_coco
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load_train_net():
+    spec = importlib.util.spec_from_file_location("train_net", REPO / "tools" / "train_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_net")
+    json_path, image_root = write_tiny_coco(str(root / "data"), n_images=6, size=128)
+    name = "luminet_test_tiny_coco"
+    if name not in DatasetCatalog.list():
+        register_coco_instances(name, {}, json_path, image_root)
+    cfg_dir = root / "configs"
+    write_teacher(str(cfg_dir), seed=1)  # teacher.yaml + teacher.pth next to the student config
+    cfg = tiny_distill_cfg("teacher.yaml", str(cfg_dir / "teacher.pth"))
+    cfg.DATASETS.TRAIN = (name,)
+    cfg.DATASETS.TEST = (name,)
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.SOLVER.BASE_LR = 5e-4
+    cfg.SOLVER.MAX_ITER = 3
+    cfg.SOLVER.STEPS = ()
+    cfg.SOLVER.WARMUP_ITERS = 0
+    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
+    cfg.TEST.EVAL_PERIOD = 3
+    cfg.OUTPUT_DIR = str(root / "out")
+    cfg.SEED = 1
+    config_file = cfg_dir / "student.yaml"
+    config_file.write_text(cfg.dump())
+    return {"root": root, "config": str(config_file), "data": (name, json_path, image_root)}
+
+
+def _check_bbox_results(res):
+    bbox = res["bbox"]
+    assert {"AP", "AP50", "AP75"} <= set(bbox)
+    for k, v in bbox.items():
+        assert isinstance(v, float) and (math.isnan(v) or 0.0 <= v <= 100.0), (k, v)
+    return bbox
+
+
+@pytest.mark.slow
+def test_train_eval_and_stock_loadable_checkpoint(workdir):
+    train_net = _load_train_net()
+    parser = train_net.build_parser()
+    res = train_net.main(parser.parse_args(["--config-file", workdir["config"]]))
+    bbox = _check_bbox_results(res)
+
+    final = Path(workdir["root"]) / "out" / "model_final.pth"
+    assert final.is_file()
+    ckpt = torch.load(final, map_location="cpu", weights_only=False)
+    assert ckpt["iteration"] == 2
+    stock = build_model(tiny_rcnn_cfg())
+    assert type(stock) is GeneralizedRCNN
+    stock.load_state_dict(ckpt["model"], strict=True)  # nothing of the teacher, nothing missing
+
+    # eval-only from the command line reproduces the end-of-training evaluation, and does not
+    # need the teacher (its weights file is gone).
+    os.rename(Path(workdir["config"]).parent / "teacher.pth", workdir["root"] / "moved.pth")
+    name, json_path, image_root = workdir["data"]
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", workdir["config"],
+         "--coco-dataset", name, json_path, image_root, "--eval-only", "MODEL.WEIGHTS", str(final),
+         "OUTPUT_DIR", str(workdir["root"] / "eval")],
+        capture_output=True, text=True, timeout=300, cwd=str(workdir["root"]),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    results_file = workdir["root"] / "eval" / "inference" / name / "coco_instances_results.json"
+    assert results_file.is_file()
+    assert "copypaste: AP,AP50,AP75,APs,APm,APl" in out.stdout + out.stderr
+    log = (out.stdout + out.stderr).split("copypaste: ")[-1].splitlines()[0]
+    ap_cli = [float(x) for x in log.split(",")]
+    ap_train = [bbox[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")]
+    assert ap_cli == pytest.approx(ap_train, abs=1e-3, nan_ok=True)
+    os.rename(workdir["root"] / "moved.pth", Path(workdir["config"]).parent / "teacher.pth")
+
+
+@pytest.mark.slow
+def test_eval_teacher(workdir):
+    train_net = _load_train_net()
+    args = train_net.build_parser().parse_args(
+        ["--config-file", workdir["config"], "--eval-teacher",
+         "OUTPUT_DIR", str(workdir["root"] / "teacher_run")]
+    )  # fmt: skip
+    res = train_net.main(args)
+    _check_bbox_results(res)
+    preds = workdir["root"] / "teacher_run" / "teacher_eval" / "inference" / workdir["data"][0]
+    assert (preds / "coco_instances_results.json").is_file()
+    json.loads((preds / "coco_instances_results.json").read_text())
+
+
+def test_coco_dataset_flag_reports_missing_files(tmp_path):
+    train_net = _load_train_net()
+    with pytest.raises(ValueError, match="json file .*nope.json.* does not exist"):
+        train_net.register_coco_datasets([["luminet_missing", str(tmp_path / "nope.json"), "."]])

@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Train or evaluate a DistillRCNN (LumiNet / KD / DKD distillation of Faster R-CNN).
+
+Examples::
+
+    # train (checkpoints hold the student only; they load into a stock GeneralizedRCNN)
+    python tools/train_net.py --config-file configs/coco/r101_r18_luminet.yaml
+    # evaluate the student
+    python tools/train_net.py --config-file configs/coco/r101_r18_luminet.yaml \\
+        --eval-only MODEL.WEIGHTS output/r101_r18_luminet/model_final.pth
+    # evaluate the teacher alone (from MODEL.DISTILL.TEACHER_CONFIG/TEACHER_WEIGHTS)
+    python tools/train_net.py --config-file configs/coco/r101_r18_luminet.yaml --eval-teacher
+    # 8 GPUs on one machine, through detectron2's launch
+    python tools/train_net.py --config-file configs/coco/r101_r18_luminet.yaml --num-gpus 8
+
+Extra datasets in COCO json format are registered with ``--coco-dataset NAME JSON IMAGE_DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import detectron2.utils.comm as comm
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+
+from luminet_det import add_distill_config, build_teacher, load_teacher_config
+from luminet_det.config import ZOO_PREFIX, resolve_teacher_config_path
+from luminet_det.evaluation import build_coco_evaluator
+
+logger = logging.getLogger("luminet_det.train_net")
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with COCO evaluation (pycocotools when the compiled one is absent)."""
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_coco_evaluator(dataset_name, output_dir=output_folder)
+
+
+def register_coco_datasets(specs: list[list[str]] | None) -> None:
+    """Register ``[name, json_file, image_root]`` triples as COCO-format datasets.
+
+    Raises:
+        ValueError: when a file or folder is missing.
+    """
+    for name, json_file, image_root in specs or []:
+        if name in DatasetCatalog.list():
+            logger.info("Dataset %s is already registered; --coco-dataset leaves it.", name)
+            continue
+        if not os.path.isfile(json_file):
+            raise ValueError(f"--coco-dataset {name}: json file {json_file!r} does not exist")
+        if not os.path.isdir(image_root):
+            raise ValueError(f"--coco-dataset {name}: image folder {image_root!r} does not exist")
+        register_coco_instances(name, {}, json_file, image_root)
+
+
+def setup(args) -> CfgNode:
+    """Config from ``args.config_file`` and ``args.opts`` plus the usual detectron2 set-up.
+
+    A relative ``MODEL.DISTILL.TEACHER_CONFIG`` is resolved against the config file's folder.
+    """
+    cfg = get_cfg()
+    add_distill_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    teacher_config = cfg.MODEL.DISTILL.TEACHER_CONFIG
+    if teacher_config and not teacher_config.startswith(ZOO_PREFIX):
+        cfg.MODEL.DISTILL.TEACHER_CONFIG = resolve_teacher_config_path(
+            teacher_config, args.config_file
+        )
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def student_only_cfg(cfg: CfgNode) -> CfgNode:
+    """``cfg`` without the teacher: the student is all that evaluation needs."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DISTILL.LOSS = "none"
+    cfg.freeze()
+    return cfg
+
+
+def teacher_eval_cfg(cfg: CfgNode) -> CfgNode:
+    """The teacher's config, evaluated on the student's test sets, test sizes and loader."""
+    tcfg = load_teacher_config(cfg).clone()
+    tcfg.defrost()
+    tcfg.DATASETS.TEST = cfg.DATASETS.TEST
+    tcfg.INPUT.MIN_SIZE_TEST = cfg.INPUT.MIN_SIZE_TEST
+    tcfg.INPUT.MAX_SIZE_TEST = cfg.INPUT.MAX_SIZE_TEST
+    tcfg.DATALOADER.NUM_WORKERS = cfg.DATALOADER.NUM_WORKERS
+    tcfg.TEST = cfg.TEST.clone()
+    tcfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "teacher_eval")
+    tcfg.freeze()
+    return tcfg
+
+
+def main(args):
+    register_coco_datasets(args.coco_dataset)
+    cfg = setup(args)
+
+    if args.eval_teacher:
+        tcfg = teacher_eval_cfg(cfg)
+        teacher = build_teacher(tcfg)
+        logger.info("Evaluating the teacher %s", tcfg.MODEL.WEIGHTS)
+        res = Trainer.test(tcfg, teacher)
+        if comm.is_main_process():
+            verify_results(tcfg, res)
+        return res
+
+    if args.eval_only:
+        model = Trainer.build_model(student_only_cfg(cfg))
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    # the results of the last evaluation (TEST.EVAL_PERIOD > 0), for programmatic callers
+    return getattr(trainer, "_last_eval_results", None)
+
+
+def build_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--eval-teacher",
+        action="store_true",
+        help="evaluate the teacher (MODEL.DISTILL.TEACHER_CONFIG + TEACHER_WEIGHTS) alone",
+    )
+    parser.add_argument(
+        "--coco-dataset",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "JSON", "IMAGE_DIR"),
+        help="register a COCO-format dataset under NAME before building (repeatable)",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    args = build_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

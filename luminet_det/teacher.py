@@ -125,9 +125,10 @@ def load_teacher_weights(teacher: GeneralizedRCNN, weights: str) -> None:
         )
     n_in_file = len(checkpoint["model"])
     incompatible = checkpointer._load_model(checkpoint)
-    missing = list(incompatible.missing_keys)
-    unexpected = list(incompatible.unexpected_keys)
     wrong_shape = [k for k, _, _ in incompatible.incorrect_shapes]
+    # fvcore drops mis-shaped tensors before loading, so they also come back as missing
+    missing = [k for k in incompatible.missing_keys if k not in set(wrong_shape)]
+    unexpected = list(incompatible.unexpected_keys)
     needed = set(teacher.state_dict())
     bad = sorted(
         k

@@ -136,6 +136,40 @@ def test_param_count_and_state_layout(name):
     assert model.model_name == name
 
 
+def test_cifar10_resnets_match_he_et_al():
+    """He et al. 2016 (Table 6) list CIFAR-10 ResNet sizes 0.27M, 0.46M, 0.66M, 0.85M, 1.7M.
+
+    Those values are truncated, not rounded (e.g. resnet32 has 466,906 parameters).
+    """
+    published = {"resnet20": 27, "resnet32": 46, "resnet44": 66, "resnet56": 85, "resnet110": 173}
+    for name, hundredths in published.items():
+        n = _num_params(M.build_model(name, 10))
+        assert n // 10_000 == hundredths, (name, n)
+
+
+def test_imagenet_counts_match_torchvision_metadata():
+    from torchvision import models as tvm
+
+    published = {
+        "ResNet18": tvm.ResNet18_Weights.IMAGENET1K_V1,
+        "ResNet34": tvm.ResNet34_Weights.IMAGENET1K_V1,
+        "ResNet50_imagenet": tvm.ResNet50_Weights.IMAGENET1K_V1,
+        "MobileNetV2_imagenet": tvm.MobileNet_V2_Weights.IMAGENET1K_V1,
+    }
+    for name, weights in published.items():
+        assert PARAM_COUNTS[name] == weights.meta["num_params"], name
+
+
+def test_zoo_table_command(capsys):
+    from luminet.models.__main__ import main
+
+    main(["--cifar-classes", "10"])
+    out = capsys.readouterr().out
+    assert "| `resnet56` | CIFAR 32x32 | 10 | 855,770 (0.86M) |" in out
+    assert "| `ResNet18` | ImageNet 224x224 | 1000 | 11,689,512 (11.69M) |" in out
+    assert out.count("\n") == 2 + len(PARAM_COUNTS)
+
+
 @pytest.mark.parametrize("name", sorted(PUBLIC_KEYS))
 def test_public_parameter_names(name):
     sd = M.build_model(name, _classes(name)).state_dict()

@@ -114,3 +114,39 @@ def test_coco_dataset_flag_reports_missing_files(tmp_path):
     train_net = _load_train_net()
     with pytest.raises(ValueError, match="json file .*nope.json.* does not exist"):
         train_net.register_coco_datasets([["luminet_missing", str(tmp_path / "nope.json"), "."]])
+
+
+@pytest.mark.parametrize("pair", ["r101_r18", "r50_mv2"])
+def test_shipped_coco_configs_resolve_and_build(pair):
+    from detectron2.config import get_cfg
+
+    from luminet_det import add_distill_config, load_teacher_config
+
+    train_net = _load_train_net()
+    models = {}
+    for loss in ("luminet", "kd", "dkd", "none"):
+        path = REPO / "configs" / "coco" / f"{pair}_{loss}.yaml"
+        cfg = get_cfg()
+        add_distill_config(cfg)
+        cfg.merge_from_file(str(path))
+        assert cfg.MODEL.META_ARCHITECTURE == "DistillRCNN"
+        assert cfg.MODEL.DISTILL.LOSS == loss
+        assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER) == (
+            8,
+            0.01,
+            180000,
+        )
+        assert cfg.INPUT.FORMAT == "RGB" and cfg.MODEL.PIXEL_MEAN[0] == pytest.approx(123.675)
+        teacher_cfg = load_teacher_config(cfg)  # zoo:// config, resolved without a download
+        assert teacher_cfg.MODEL.ROI_HEADS.NUM_CLASSES == cfg.MODEL.ROI_HEADS.NUM_CLASSES == 80
+        assert teacher_cfg.INPUT.FORMAT == "BGR"
+        assert teacher_cfg.MODEL.RESNETS.DEPTH == (101 if pair == "r101_r18" else 50)
+        assert cfg.MODEL.DISTILL.TEACHER_WEIGHTS.startswith("detectron2://COCO-Detection/")
+        models[loss] = cfg
+    cfg = train_net.student_only_cfg(models["luminet"]).clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    student = build_model(cfg)
+    expected = "MobileNetV2" if pair == "r50_mv2" else "ResNet"
+    assert type(student.backbone.bottom_up).__name__ == expected
+    assert student.teacher is None

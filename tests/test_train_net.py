@@ -150,3 +150,55 @@ def test_shipped_coco_configs_resolve_and_build(pair):
     expected = "MobileNetV2" if pair == "r50_mv2" else "ResNet"
     assert type(student.backbone.bottom_up).__name__ == expected
     assert student.teacher is None
+
+
+def _load_extract_student():
+    spec = importlib.util.spec_from_file_location(
+        "extract_student", REPO / "tools" / "extract_student.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extract_student_from_checkpoints_that_hold_a_teacher(tmp_path):
+    extract = _load_extract_student()
+    cfg = tiny_rcnn_cfg()
+    config_file = tmp_path / "student.yaml"
+    config_file.write_text(cfg.dump())
+    torch.manual_seed(0)
+    student = build_model(cfg).state_dict()
+    teacher = build_model(tiny_rcnn_cfg(**{"MODEL.FPN.OUT_CHANNELS": 32})).state_dict()
+    layouts = {
+        # student.* / teacher.* (wrapped by DDP)
+        "prefixed": {
+            **{f"module.student.{k}": v for k, v in student.items()},
+            **{f"module.teacher.{k}": v for k, v in teacher.items()},
+        },
+        # top-level student next to a teacher and an adapter (public Detectron2 KD code)
+        "top_level": {
+            **student,
+            **{f"teacher.{k}": v for k, v in teacher.items()},
+            "kd_trans.0.weight": torch.zeros(3),
+        },
+    }
+    for name, state in layouts.items():
+        src = tmp_path / f"{name}.pth"
+        torch.save({"model": state, "iteration": 7}, src)
+        out = tmp_path / f"{name}_student.pth"
+        assert extract.main([str(src), str(out), "--config-file", str(config_file)]) == 0
+        saved = torch.load(out, weights_only=False)["model"]
+        stock = build_model(cfg)
+        stock.load_state_dict(saved, strict=True)
+        for k, v in student.items():
+            assert torch.equal(saved[k], v)
+
+    # a teacher-only file is refused, and a student of another architecture does not verify
+    torch.save({f"teacher.{k}": v for k, v in teacher.items()}, tmp_path / "t.pth")
+    with pytest.raises(ValueError, match="no student keys found"):
+        extract.main([str(tmp_path / "t.pth"), str(tmp_path / "x.pth")])
+    torch.save(teacher, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"0 missing .* 0 unexpected .* \d+ with a wrong shape"):
+        extract.main([str(tmp_path / "other.pth"), str(tmp_path / "y.pth"),
+                      "--config-file", str(config_file)])  # fmt: skip
+    assert not (tmp_path / "y.pth").exists()

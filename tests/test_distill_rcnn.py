@@ -268,3 +268,27 @@ def test_inference_is_the_students(teacher_files):
         b = stock(batch)[0]["instances"]
     assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
     assert torch.equal(a.scores, b.scores)
+
+
+@pytest.mark.parametrize(
+    "teacher_autocast, expected", [("", torch.bfloat16), ("fp32", torch.float32)]
+)
+def test_under_ambient_autocast_like_the_amp_trainer(teacher_files, teacher_autocast, expected):
+    """SOLVER.AMP.ENABLED runs the model under autocast; the teacher inherits it or opts out."""
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.MODEL.DISTILL.TEACHER_AUTOCAST = teacher_autocast
+    model = _build(cfg)
+    seen = {}
+
+    def hook(_module, _inputs, outputs):
+        seen["teacher"] = outputs[0].dtype
+
+    model.teacher.roi_heads.box_predictor.register_forward_hook(hook)
+    with EventStorage(0), torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(random_batch(2, seed=13))
+    assert seen["teacher"] == expected
+    assert losses["loss_luminet"].dtype == torch.float32  # the losses compute in float32
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.roi_heads.box_predictor.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -77,10 +77,17 @@ def load_config(
             raise ValueError(
                 f"command-line overrides must be KEY VALUE pairs; got an odd number: {opts}"
             )
+        known = set(_all_keys(cfg))
+        for key in opts[0::2]:
+            if key not in known:
+                err = KeyError(f"Non-existent config key: {key}")
+                raise _explain_key_error(err, "the command-line overrides", cfg)
+            if isinstance(cfg.get(key.split(".")[0]), CfgNode) and "." not in key:
+                raise KeyError(f"config override {key!r} names a section, not a key")
         try:
             cfg.merge_from_list(opts)
-        except KeyError as e:
-            raise _explain_key_error(e, "the command-line overrides", cfg) from None
+        except AssertionError as e:  # yacs reports bad values with assertions
+            raise ValueError(f"bad command-line override: {e}") from None
     check_config(cfg)
     cfg.freeze()
     return cfg

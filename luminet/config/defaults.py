@@ -21,6 +21,8 @@ _C.SEED = 0
 _C.DEVICE = "auto"
 # torch.use_deterministic_algorithms(True) plus cudnn.deterministic (slower on GPU).
 _C.DETERMINISTIC = False
+# torch.set_num_threads for the CPU work of this process (0 = leave torch's default).
+_C.NUM_THREADS = 0
 
 _C.DATASET = CN()
 # One of luminet.data.available_datasets(): "cifar100", "imagenet", "digits".

@@ -89,6 +89,8 @@ class ClsTrainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        if int(cfg.NUM_THREADS) > 0:
+            torch.set_num_threads(int(cfg.NUM_THREADS))
         seed_everything(int(cfg.SEED) + self.rank)
 
         splits = build_datasets(cfg)

@@ -74,9 +74,12 @@ def setup(args) -> CfgNode:
     cfg.merge_from_list(args.opts)
     teacher_config = cfg.MODEL.DISTILL.TEACHER_CONFIG
     if teacher_config and not teacher_config.startswith(ZOO_PREFIX):
-        cfg.MODEL.DISTILL.TEACHER_CONFIG = resolve_teacher_config_path(
-            teacher_config, args.config_file
-        )
+        try:
+            cfg.MODEL.DISTILL.TEACHER_CONFIG = resolve_teacher_config_path(
+                teacher_config, args.config_file
+            )
+        except ValueError:
+            pass  # reported when a teacher is built; --eval-only needs none
     cfg.freeze()
     default_setup(cfg, args)
     return cfg

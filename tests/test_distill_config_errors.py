@@ -172,3 +172,16 @@ def test_checkpointer_round_trip_writes_no_teacher(teacher, tmp_path):
     saved = torch.load(tmp_path / "ckpt.pth", weights_only=False)["model"]
     assert set(saved) == set(model.state_dict())
     assert len(saved) == len(teacher["model"].state_dict())
+
+
+def test_teacher_in_model_zoo_pkl_format(teacher, tmp_path):
+    """detectron2 model-zoo teachers are pickles of numpy arrays with an "__author__" entry."""
+    import pickle
+
+    state = {k: v.numpy() for k, v in teacher["model"].state_dict().items()}
+    path = tmp_path / "model_final.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"model": state, "__author__": "Detectron2 Model Zoo"}, f)
+    model = build_model(tiny_distill_cfg(teacher["config"], str(path)))
+    for k, v in teacher["model"].state_dict().items():
+        assert torch.equal(model.teacher.state_dict()[k], v), k

@@ -87,7 +87,14 @@ def test_train_eval_and_stock_loadable_checkpoint(workdir):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     results_file = workdir["root"] / "eval" / "inference" / name / "coco_instances_results.json"
-    assert results_file.is_file()
+    train_file = workdir["root"] / "out" / "inference" / name / "coco_instances_results.json"
+    preds_cli = json.loads(results_file.read_text())
+    preds_train = json.loads(train_file.read_text())
+    assert len(preds_cli) == len(preds_train) > 0
+    for a, b in zip(preds_cli, preds_train):
+        assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-2)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in out.stdout + out.stderr
     log = (out.stdout + out.stderr).split("copypaste: ")[-1].splitlines()[0]
     ap_cli = [float(x) for x in log.split(",")]

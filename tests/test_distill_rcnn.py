@@ -292,3 +292,22 @@ def test_under_ambient_autocast_like_the_amp_trainer(teacher_files, teacher_auto
     sum(losses.values()).backward()
     grads = [p.grad for p in model.roi_heads.box_predictor.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_mobilenetv2_student_of_a_resnet_teacher(teacher_files):
+    cfg = tiny_distill_cfg(
+        *teacher_files,
+        **{
+            "MODEL.BACKBONE.NAME": "build_mobilenetv2_fpn_backbone",
+            "MODEL.MOBILENETV2.NORM": "BN",
+            "MODEL.MOBILENETV2.FREEZE_AT": 0,
+        },
+    )
+    model = _build(cfg)
+    assert type(model.backbone.bottom_up).__name__ == "MobileNetV2"
+    assert type(model.teacher.backbone.bottom_up).__name__ == "ResNet"
+    losses = _step(model, random_batch(2, seed=14))
+    assert torch.isfinite(losses["loss_luminet"]) and losses["loss_luminet"] > 0
+    stock_cfg = cfg.clone()
+    stock_cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    build_model(stock_cfg).load_state_dict(model.state_dict(), strict=True)

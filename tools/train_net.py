@@ -103,6 +103,7 @@ def teacher_eval_cfg(cfg: CfgNode) -> CfgNode:
     tcfg.INPUT.MAX_SIZE_TEST = cfg.INPUT.MAX_SIZE_TEST
     tcfg.DATALOADER.NUM_WORKERS = cfg.DATALOADER.NUM_WORKERS
     tcfg.TEST = cfg.TEST.clone()
+    tcfg.TEST.EXPECTED_RESULTS = []  # those are the student's
     tcfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "teacher_eval")
     tcfg.freeze()
     return tcfg

@@ -2,6 +2,8 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -132,3 +134,12 @@ def test_missing_teacher_weights_is_an_error():
     cfg = load_config(None, ["DISTILLER.TYPE", "kd", "DISTILLER.TEACHER", "resnet8"])
     with pytest.raises(ValueError, match="need one checkpoint each"):
         build_teacher(cfg, 10)
+
+
+def test_classification_stack_does_not_import_detectron2():
+    code = (
+        "import sys, luminet.config, luminet.data, luminet.distillers, luminet.engine; "
+        "assert 'detectron2' not in sys.modules, 'detectron2 imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

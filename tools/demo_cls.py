@@ -27,7 +27,11 @@ import torch
 from luminet.config import load_config
 from luminet.engine import LAST_FILE, RESUME_FILE, ClsTrainer, setup_logging
 
-logger = logging.getLogger("luminet.demo_cls")
+
+def _progress(msg: str, *args) -> None:
+    """One line per run on stderr, whatever the log level."""
+    print(msg % args, file=sys.stderr, flush=True)
+
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "digits")
 DISTILLERS = ("none", "kd", "dkd", "luminet")
@@ -65,7 +69,7 @@ def train_teacher(args: argparse.Namespace) -> tuple[str, dict]:
         shutil.rmtree(out)  # an unfinished or foreign run: start clean
     t0 = time.perf_counter()
     result = ClsTrainer(cfg, resume=True).train()
-    logger.warning(
+    _progress(
         "teacher %s: val top-1 %.2f (%s, %.0fs)", cfg.DISTILLER.STUDENT, result["last"]["val.top1"],
         "cached" if cached else "trained", time.perf_counter() - t0,
     )  # fmt: skip
@@ -91,7 +95,7 @@ def train_student(args: argparse.Namespace, kind: str, seed: int, teacher_path: 
         "best_top1": result["best_top1"],
         "time_s": time.perf_counter() - t0,
     }
-    logger.warning("%-8s seed %d: val top-1 %.2f (best %.2f), %.0fs", kind, seed, row["top1"],
+    _progress("%-8s seed %d: val top-1 %.2f (best %.2f), %.0fs", kind, seed, row["top1"],
                    row["best_top1"], row["time_s"])  # fmt: skip
     return row
 

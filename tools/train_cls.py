@@ -18,6 +18,8 @@ import json
 import os
 import sys
 
+import torch
+
 from luminet.config import load_config
 from luminet.engine import ClsTrainer, setup_logging
 
@@ -42,7 +44,11 @@ def main(argv: list[str] | None = None) -> dict:
     rank = int(os.environ.get("RANK", 0))
     setup_logging(cfg.OUTPUT_DIR, rank)
     trainer = ClsTrainer(cfg, resume=args.resume)
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     if rank == 0:
         print(json.dumps({"best_top1": result["best_top1"], "best_epoch": result["best_epoch"],
                           "last": result["last"]}))  # fmt: skip

@@ -102,8 +102,10 @@ def teacher_eval_cfg(cfg: CfgNode) -> CfgNode:
     tcfg.INPUT.MIN_SIZE_TEST = cfg.INPUT.MIN_SIZE_TEST
     tcfg.INPUT.MAX_SIZE_TEST = cfg.INPUT.MAX_SIZE_TEST
     tcfg.DATALOADER.NUM_WORKERS = cfg.DATALOADER.NUM_WORKERS
-    tcfg.TEST = cfg.TEST.clone()
-    tcfg.TEST.EXPECTED_RESULTS = []  # those are the student's
+    test = cfg.TEST.clone()
+    test.defrost()
+    test.EXPECTED_RESULTS = []  # those are the student's
+    tcfg.TEST = test
     tcfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "teacher_eval")
     tcfg.freeze()
     return tcfg

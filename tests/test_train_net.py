@@ -19,6 +19,15 @@ from luminet_det.testing import tiny_distill_cfg, tiny_rcnn_cfg, write_teacher, 
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    """One intra-op thread: much faster than oversubscribing the shared CI cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _load_train_net():
     spec = importlib.util.spec_from_file_location("train_net", REPO / "tools" / "train_net.py")
     module = importlib.util.module_from_spec(spec)
@@ -84,6 +93,7 @@ def test_train_eval_and_stock_loadable_checkpoint(workdir):
          "--coco-dataset", name, json_path, image_root, "--eval-only", "MODEL.WEIGHTS", str(final),
          "OUTPUT_DIR", str(workdir["root"] / "eval")],
         capture_output=True, text=True, timeout=300, cwd=str(workdir["root"]),
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     results_file = workdir["root"] / "eval" / "inference" / name / "coco_instances_results.json"

@@ -14,8 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from luminet.losses import kd_loss
-from luminet.losses._validation import check_logit_pair, check_positive
+from luminet.losses import check_logit_pair, check_positive, perception, perception_kl
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +60,9 @@ def global_class_moments(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 def perception_with_moments(
     logits: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, eps: float = 1e-5
 ) -> torch.Tensor:
-    """LumiNet perception with given per-class ``mean``/``var`` (float32 result)."""
-    return ((logits.double() - mean) * torch.rsqrt(var + eps)).float()
+    """LumiNet perception with given per-class ``mean``/``var``, computed in float64 (float32
+    result)."""
+    return perception(logits.double(), eps, mean=mean, var=var).float()
 
 
 def gathered_luminet_loss(
@@ -88,8 +88,7 @@ def gathered_luminet_loss(
         return student.sum() * 0.0 + (s_mean.sum() + s_var.sum()).float() * 0.0
     h_s = perception_with_moments(student, s_mean, s_var, eps)
     h_t = perception_with_moments(teacher, t_mean, t_var, eps)
-    # KL(softmax(h_t / T) || softmax(h_s / T)) averaged over rows, without KD's T**2 factor.
-    return kd_loss(h_s, h_t, temperature=temperature) / temperature**2
+    return perception_kl(h_s, h_t, temperature)
 
 
 class GatheredLumiNetLoss(nn.Module):

@@ -280,3 +280,16 @@ def test_third_party_registration():
 
 
 _PINNED = {"luminet_T4": 0.052070777863264084}
+
+
+def test_perception_with_given_statistics(logits):
+    s, _, _ = logits
+    mean = s.mean(0, keepdim=True)
+    var = s.var(0, unbiased=False, keepdim=True)
+    torch.testing.assert_close(perception(s, mean=mean, var=var), perception(s))
+    shifted = perception(s, mean=mean + 1.0, var=var)
+    torch.testing.assert_close(shifted, perception(s) - torch.rsqrt(var + 1e-5))
+    with pytest.raises(ValueError, match="both mean and var"):
+        perception(s, mean=mean)
+    with pytest.raises(ValueError, match=r"shape \(1, 11\)"):
+        perception(s, mean=mean[:, :3], var=var[:, :3])

@@ -1,8 +1,9 @@
 """Distillation losses: LumiNet (perception), KD and DKD, plus a registry by name."""
 
+from ._validation import check_logit_pair, check_positive
 from .dkd import DKDLoss, dkd_loss
 from .kd import KDLoss, kd_loss
-from .perception import LumiNetLoss, luminet_loss, perception
+from .perception import LumiNetLoss, luminet_loss, perception, perception_kl
 from .registry import (
     NO_DISTILLATION,
     available_distill_losses,
@@ -13,6 +14,7 @@ from .registry import (
 
 __all__ = [
     "perception",
+    "perception_kl",
     "luminet_loss",
     "LumiNetLoss",
     "kd_loss",
@@ -24,4 +26,6 @@ __all__ = [
     "get_distill_loss",
     "build_distill_loss",
     "available_distill_losses",
+    "check_logit_pair",
+    "check_positive",
 ]

@@ -12,10 +12,15 @@ from torch import nn
 
 from ._validation import check_logit_pair, check_positive
 
-__all__ = ["perception", "luminet_loss", "LumiNetLoss"]
+__all__ = ["perception", "perception_kl", "luminet_loss", "LumiNetLoss"]
 
 
-def perception(logits: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def perception(
+    logits: torch.Tensor,
+    eps: float = 1e-5,
+    mean: torch.Tensor | None = None,
+    var: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Standardise each class column of ``logits`` over the batch (dim 0).
 
     ``h[i, j] = (z[i, j] - mean_j) / sqrt(var_j + eps)`` with the biased variance (divide by N).
@@ -26,15 +31,37 @@ def perception(logits: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     Args:
         logits: (N, C) logits; rows are samples (or ROIs), columns are classes.
         eps: added to the variance before the square root.
+        mean, var: optional (1, C) per-class statistics to use instead of this batch's, e.g.
+            statistics gathered over several processes; give both or neither.
 
     Returns:
-        A tensor of the same shape and dtype.
+        A tensor of the same shape (dtype: the promotion of ``logits`` and the statistics).
     """
     if logits.dim() != 2:
         raise ValueError(f"perception expects 2-D logits (N, C); got shape {tuple(logits.shape)}")
-    mean = logits.mean(dim=0, keepdim=True)
-    var = logits.var(dim=0, unbiased=False, keepdim=True)
+    if (mean is None) != (var is None):
+        raise ValueError("perception takes both mean and var, or neither")
+    if mean is None:
+        mean = logits.mean(dim=0, keepdim=True)
+        var = logits.var(dim=0, unbiased=False, keepdim=True)
+    elif mean.shape != (1, logits.shape[1]) or var.shape != (1, logits.shape[1]):
+        raise ValueError(
+            f"mean and var must have shape (1, {logits.shape[1]}) for logits of shape "
+            f"{tuple(logits.shape)}; got {tuple(mean.shape)} and {tuple(var.shape)}"
+        )
     return (logits - mean) * torch.rsqrt(var + eps)
+
+
+def perception_kl(
+    h_student: torch.Tensor, h_teacher: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """``KL(softmax(h_teacher / T) || softmax(h_student / T))`` averaged over rows, no ``T**2``.
+
+    The divergence LumiNet applies to perception outputs (see :func:`perception`).
+    """
+    log_p_student = F.log_softmax(h_student / temperature, dim=1)
+    log_p_teacher = F.log_softmax(h_teacher / temperature, dim=1)
+    return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
 
 
 def luminet_loss(
@@ -66,9 +93,7 @@ def luminet_loss(
     """
     check_positive("temperature", temperature)
     student, teacher = check_logit_pair(logits_student, logits_teacher, check_finite=check_finite)
-    log_p_student = F.log_softmax(perception(student, eps) / temperature, dim=1)
-    log_p_teacher = F.log_softmax(perception(teacher, eps) / temperature, dim=1)
-    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    kl = perception_kl(perception(student, eps), perception(teacher, eps), temperature)
     return kl * (alpha**2)
 
 

@@ -162,6 +162,14 @@ class ClsTrainer:
                 state.get("world_size", 1),
                 self.world_size,
             )
+        saved = set(state.get("config", "").splitlines())
+        changed = sorted(set(self.cfg.dump().splitlines()) - saved)
+        if changed:
+            logger.warning(
+                "the config differs from the one %s was written with; new/changed lines: %s",
+                self.resume_path,
+                "; ".join(ln.strip() for ln in changed[:10]),
+            )
         self.student.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -101,7 +101,7 @@ def test_stock_faster_rcnn_trains_and_evaluates(tmp_path):
     """The foundation promise: a Faster-RCNN-FPN train step and a COCOEvaluator run."""
     from detectron2 import model_zoo
     from detectron2.config import get_cfg
-    from detectron2.data import DatasetCatalog, build_detection_test_loader
+    from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
     from detectron2.data.datasets import register_coco_instances
     from detectron2.evaluation import COCOEvaluator, inference_on_dataset
     from detectron2.modeling import build_model
@@ -110,10 +110,11 @@ def test_stock_faster_rcnn_trains_and_evaluates(tmp_path):
 
     from luminet_det.evaluation import coco_fast_eval_available
 
-    name = "luminet_test_tiny_coco"
+    name = "luminet_test_setup_tiny_coco"
     ann = _tiny_coco(tmp_path)
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
     register_coco_instances(name, {}, str(ann), str(tmp_path))
 
     cfg = get_cfg()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.modeling import GeneralizedRCNN, build_model
 
@@ -39,9 +39,11 @@ def _load_train_net():
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_net")
     json_path, image_root = write_tiny_coco(str(root / "data"), n_images=6, size=128)
-    name = "luminet_test_tiny_coco"
-    if name not in DatasetCatalog.list():
-        register_coco_instances(name, {}, json_path, image_root)
+    name = "luminet_test_train_net_coco"
+    if name in DatasetCatalog.list():  # a stale entry from another module must not be reused
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_coco_instances(name, {}, json_path, image_root)
     cfg_dir = root / "configs"
     write_teacher(str(cfg_dir), seed=1)  # teacher.yaml + teacher.pth next to the student config
     cfg = tiny_distill_cfg("teacher.yaml", str(cfg_dir / "teacher.pth"))

@@ -50,7 +50,7 @@ def test_markdown_table_mean_std():
         "settings": {"seeds": 2},
     }
     table = demo.markdown_table(results)
-    assert "| teacher R50-FPN | - | 50.00 | 80.00 | 55.00 | 10 |" in table
+    assert "| teacher R34-FPN | - | 50.00 | 80.00 | 55.00 | 10 |" in table
     assert "| student R18-FPN | kd | 31.00 ± 1.00 | 61.00 ± 1.00 | 32.00 ± 2.00 | 5 |" in table
 
 
@@ -123,8 +123,34 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert saved["students"]["luminet"]["runs"][0]["iterations"] == 4
     assert len(saved["perception_example"]["luminet"]) == 11
     printed = capsys.readouterr().out
-    assert "| student R18-FPN | luminet |" in printed and "| teacher R50-FPN |" in printed
+    assert "| student R18-FPN | luminet |" in printed and "| teacher R34-FPN |" in printed
     # A second run reuses the teacher and the pretrained backbones.
     again = demo.main(["--quick", "--output-dir", str(out), "--losses", "none"])
     assert again["teacher"]["cached"] is True
     assert again["teacher"]["AP"] == results["teacher"]["AP"]
+
+
+def test_pretrain_spec_errors_and_zero_init_residual():
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.backbone.resnet import build_resnet_backbone
+
+    from luminet_det.pretrain import PretrainSpec, _zero_init_residual
+
+    with pytest.raises(ValueError, match="optimizer"):
+        PretrainSpec(optimizer="adam").validate()
+    with pytest.raises(ValueError, match="iters"):
+        PretrainSpec(iters=0).validate()
+    cfg = demo.load_cfg(
+        demo.TEACHER_CONFIG, {"train": "x_train", "val": "x_val"}, quick=True, max_iter=None
+    )
+    cfg.MODEL.RESNETS.NORM = "BN"
+    net = build_resnet_backbone(cfg, ShapeSpec(channels=3))
+    _zero_init_residual(net)
+    net.eval()
+    blocks = [b for stage in net.stages for b in stage]
+    assert len(blocks) == 16  # R34: 3-4-6-3 BasicBlocks
+    assert all(float(b.conv2.norm.weight.abs().sum()) == 0.0 for b in blocks)
+    # Each zero-initialised block is its shortcut followed by ReLU.
+    x = torch.randn(1, 64, 16, 16)
+    block = net.stages[0][1]
+    torch.testing.assert_close(block(x), torch.relu(x))

@@ -4,8 +4,8 @@
 Stages (each prints progress with an ETA):
 
 1. build the digit scenes (``luminet_det.data``; cached under ``datasets/generated``);
-2. pretrain the R18 and R50 backbones as digit-crop classifiers (train split only; cached);
-3. train the R50-FPN teacher (cached: the key hashes its config, the data, the pretrained
+2. pretrain the R18 and R34 backbones as digit-crop classifiers (train split only; cached);
+3. train the R34-FPN teacher (cached: the key hashes its config, the data, the pretrained
    backbone, the demo recipe version and the library versions; any change retrains);
 4. train R18-FPN students with MODEL.DISTILL.LOSS none / kd / dkd / luminet: same config, same
    initial weights, same data order, per seed;
@@ -38,7 +38,7 @@ logger = logging.getLogger("luminet_det.demo")
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs" / "demo"
-TEACHER_CONFIG = CONFIG_DIR / "teacher_R50_FPN.yaml"
+TEACHER_CONFIG = CONFIG_DIR / "teacher_R34_FPN.yaml"
 STUDENT_CONFIG = CONFIG_DIR / "student_R18_FPN.yaml"
 LOSSES = ("none", "kd", "dkd", "luminet")
 # Bump when the training recipe in this file changes in a way that changes a trained model.
@@ -277,7 +277,7 @@ def get_teacher(args, datasets, cache: Path, clock: Clock):
     from detectron2.checkpoint import DetectionCheckpointer  # noqa: F401  (format of the file)
 
     cfg = load_cfg(TEACHER_CONFIG, datasets, args.quick, args.teacher_iters)
-    backbone, pre_stats = pretrained_backbone(cfg, "R50", cache, args.quick, clock)
+    backbone, pre_stats = pretrained_backbone(cfg, "R34", cache, args.quick, clock)
     cfg.MODEL.WEIGHTS = backbone
     key_cfg = cfg.clone()
     key_cfg.MODEL.WEIGHTS = Path(backbone).name  # the pretraining key, not the directory
@@ -292,8 +292,8 @@ def get_teacher(args, datasets, cache: Path, clock: Clock):
         logger.info("%s teacher: cached (%s)", clock, tdir)
         return str(weights), str(cfg_file), {**json.loads(metrics_file.read_text()), "cached": True}
     tdir.mkdir(parents=True, exist_ok=True)
-    logger.info("%s teacher R50-FPN: training %d iterations", clock, cfg.SOLVER.MAX_ITER)
-    model, seconds = train(cfg, backbone, "teacher R50-FPN", clock, args.log_period)
+    logger.info("%s teacher R34-FPN: training %d iterations", clock, cfg.SOLVER.MAX_ITER)
+    model, seconds = train(cfg, backbone, "teacher R34-FPN", clock, args.log_period)
     torch.save({"model": model.state_dict()}, weights)
     cfg_file.write_text(cfg.dump())
     metrics = evaluate(model, cfg, tdir / "eval")
@@ -366,19 +366,50 @@ def perception_figure(
         boxes = [p.proposal_boxes for p in proposals]
         x = heads.box_pooler([features[f] for f in heads.box_in_features], boxes)
         logits = heads.box_predictor(heads.box_head(x))[0]
-    # The ROI: the proposal of image 0 that best overlaps its largest ground-truth digit.
-    anns = dicts[0]["annotations"]
-    big = max(anns, key=lambda a: a["bbox"][2] * a["bbox"][3])
-    x0, y0, w, h = big["bbox"]
-    gt = Boxes(torch.tensor([[x0, y0, x0 + w, y0 + h]], dtype=torch.float32))
-    iou = pairwise_iou(boxes[0], gt)[:, 0]
-    idx = int(iou.argmax())
-    bx = boxes[0].tensor[idx].round().int().tolist()
+    # The ROI: among proposals that overlap a ground-truth digit (IoU >= 0.5) and that the
+    # teacher classifies correctly, the one it is most confident about (a clear example, as in
+    # the paper's Fig. 2); if there is none, the proposal that best overlaps any digit.
+    best = None  # (score, image index, ROI index in the batch, ROI index in the image, IoU, ann)
+    offset = 0
+    probs = logits.softmax(dim=1)
+    for i, d in enumerate(dicts):
+        anns = d["annotations"]
+        n = len(boxes[i])
+        if anns and n:
+            gt = Boxes(
+                torch.tensor(
+                    [
+                        [
+                            a["bbox"][0],
+                            a["bbox"][1],
+                            a["bbox"][0] + a["bbox"][2],
+                            a["bbox"][1] + a["bbox"][3],
+                        ]
+                        for a in anns
+                    ],
+                    dtype=torch.float32,
+                )
+            )
+            iou_all = pairwise_iou(boxes[i], gt)
+            iou_max, which = iou_all.max(dim=1)
+            for r in range(n):
+                ann = anns[int(which[r])]
+                p_gt = float(probs[offset + r, ann["category_id"]])
+                correct = int(probs[offset + r].argmax()) == ann["category_id"]
+                ok = bool(iou_max[r] >= 0.5 and correct)
+                score = (1.0 if ok else 0.0, p_gt if ok else float(iou_max[r]))
+                if best is None or score > best[0]:
+                    best = (score, i, offset + r, r, float(iou_max[r]), ann)
+        offset += n
+    if best is None:
+        raise RuntimeError("no validation proposal overlaps a ground-truth digit")
+    _, img_i, idx, local, iou_val, ann = best
+    bx = boxes[img_i].tensor[local].round().int().tolist()
     from PIL import Image
 
-    img = np.asarray(Image.open(dicts[0]["file_name"]).convert("RGB"))
+    img = np.asarray(Image.open(dicts[img_i]["file_name"]).convert("RGB"))
     crop = img[max(0, bx[1]) : bx[3], max(0, bx[0]) : bx[2]]
-    names = [*MetadataCatalog.get(val_name).thing_classes, "background"]
+    names = [*MetadataCatalog.get(val_name).thing_classes, "bg"]
     rows = plot_perception(
         logits,
         idx,
@@ -386,13 +417,13 @@ def perception_figure(
         out,
         temperature=4.0,
         crop=crop,
-        caption=f"teacher R50-FPN, val image {Path(dicts[0]['file_name']).name}, ROI IoU "
-        f"{iou[idx]:.2f} with a ground-truth '{names[big['category_id']]}'",
+        caption=f"teacher R34-FPN, val image {Path(dicts[img_i]['file_name']).name}, ROI IoU "
+        f"{iou_val:.2f} with a ground-truth '{names[ann['category_id']]}' (bg = background)",
     )
     return {
         "roi_index": idx,
-        "iou_with_gt": float(iou[idx]),
-        "gt_class": names[big["category_id"]],
+        "iou_with_gt": iou_val,
+        "gt_class": names[ann["category_id"]],
         "num_rois": int(logits.shape[0]),
         **{k: [round(float(v), 4) for v in row] for k, row in rows.items()},
     }
@@ -410,7 +441,7 @@ def markdown_table(results: dict) -> str:
     lines = [
         "| model | distillation | AP | AP50 | AP75 | iterations | train s |",
         "|---|---|---|---|---|---|---|",
-        f"| teacher R50-FPN | - | {t['AP']:.2f} | {t['AP50']:.2f} | {t['AP75']:.2f} "
+        f"| teacher R34-FPN | - | {t['AP']:.2f} | {t['AP50']:.2f} | {t['AP75']:.2f} "
         f"| {t['iterations']} | {t['seconds']:.0f}{' (cached)' if t.get('cached') else ''} |",
     ]
     for loss, entry in results["students"].items():
@@ -506,10 +537,10 @@ def main(argv: list[str] | None = None) -> dict:
         {k: v["runs"] for k, v in students.items()},
         teacher_metrics,
         out / "ap.png",
-        title="Digit scenes val: R18-FPN students of an R50-FPN teacher",
+        title="Digit scenes val: R18-FPN students of an R34-FPN teacher",
     )
     results = {
-        "teacher": {**teacher_metrics, "model": "R50-FPN"},
+        "teacher": {**teacher_metrics, "model": "R34-FPN"},
         "students": students,
         "settings": {
             "seeds": args.seeds,

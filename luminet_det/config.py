@@ -55,6 +55,10 @@ def add_distill_config(cfg: CN) -> CN:
         _C.MODEL.DISTILL.LUMINET = CN()
         # Variance stabiliser of LumiNet's per-class standardisation.
         _C.MODEL.DISTILL.LUMINET.EPS = 1e-5
+        # Over which ROIs the per-class statistics are taken: "batch" (all sampled ROIs of the
+        # process, the default) or "image" (each image's sampled ROIs separately; the loss is
+        # then the ROI-weighted mean of the per-image losses).
+        _C.MODEL.DISTILL.LUMINET.STATS = "batch"
         _C.MODEL.DISTILL.DKD = CN()
         # DKD weights of the target-class (ALPHA) and non-target-class (BETA) terms.
         _C.MODEL.DISTILL.DKD.ALPHA = 1.0

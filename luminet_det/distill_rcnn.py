@@ -41,7 +41,10 @@ from .teacher import build_teacher, check_box_head_model, load_teacher_config
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DistillRCNN", "build_distill_loss_from_cfg"]
+__all__ = ["DistillRCNN", "build_distill_loss_from_cfg", "LUMINET_STATS_CHOICES"]
+
+#: Values of ``MODEL.DISTILL.LUMINET.STATS``.
+LUMINET_STATS_CHOICES = ("batch", "image")
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -56,6 +59,22 @@ def build_distill_loss_from_cfg(cfg: CfgNode) -> nn.Module | None:
     d = cfg.MODEL.DISTILL
     name = str(d.LOSS).lower()
     kwargs = distill_loss_kwargs(cfg)
+    stats = str(d.LUMINET.STATS).lower()
+    if stats not in LUMINET_STATS_CHOICES:
+        raise ValueError(
+            f"MODEL.DISTILL.LUMINET.STATS must be one of {LUMINET_STATS_CHOICES}; got "
+            f"{d.LUMINET.STATS!r}"
+        )
+    if stats != "batch" and name != "luminet":
+        raise ValueError(
+            f"MODEL.DISTILL.LUMINET.STATS {d.LUMINET.STATS!r} applies to the 'luminet' loss only; "
+            f"LOSS is {d.LOSS!r}"
+        )
+    if stats != "batch" and d.GATHER_STATS:
+        raise ValueError(
+            "MODEL.DISTILL.GATHER_STATS (statistics over all processes) contradicts "
+            f"MODEL.DISTILL.LUMINET.STATS {d.LUMINET.STATS!r} (statistics per image)"
+        )
     if d.GATHER_STATS:
         if name != "luminet":
             raise ValueError(
@@ -94,6 +113,7 @@ class DistillRCNN(GeneralizedRCNN):
         warmup_iters: int = 0,
         teacher_autocast: str = "",
         recompute_student_logits: bool = False,
+        per_image_loss: bool = False,
         **kwargs,
     ):
         """
@@ -109,6 +129,8 @@ class DistillRCNN(GeneralizedRCNN):
             teacher_autocast: "" (inherit), "fp32", "bf16" or "fp16" for the teacher's forward.
             recompute_student_logits: benchmarking only: run the student's box head a second
                 time for the distillation logits instead of reusing its first pass.
+            per_image_loss: apply ``distill_loss`` to each image's ROIs separately and take
+                the ROI-weighted mean (``MODEL.DISTILL.LUMINET.STATS "image"``).
             kwargs: the arguments of :class:`GeneralizedRCNN` (the student).
         """
         super().__init__(**kwargs)
@@ -156,6 +178,9 @@ class DistillRCNN(GeneralizedRCNN):
         self.warmup_iters = int(warmup_iters)
         self.teacher_autocast = teacher_autocast
         self.recompute_student_logits = bool(recompute_student_logits)
+        if per_image_loss and isinstance(distill_loss, GatheredLumiNetLoss):
+            raise ValueError("per-image statistics contradict statistics over all processes")
+        self.per_image_loss = bool(per_image_loss)
         if self._teacher is not None:
             self._teacher.to(self.device)
 
@@ -183,6 +208,7 @@ class DistillRCNN(GeneralizedRCNN):
             warmup_iters=d.WARMUP_ITERS,
             teacher_autocast=d.TEACHER_AUTOCAST,
             recompute_student_logits=d.RECOMPUTE_STUDENT_LOGITS,
+            per_image_loss=loss is not None and str(d.LUMINET.STATS).lower() == "image",
         )
         return ret
 
@@ -351,13 +377,34 @@ class DistillRCNN(GeneralizedRCNN):
                 teacher_logits = self.teacher_roi_logits(batched_inputs, boxes)
             else:
                 teacher_logits = student_logits.detach().float()
-            raw = self._distill_loss(student_logits, teacher_logits, target)
+            if self.per_image_loss and n:
+                raw = self._per_image_distill_loss(
+                    student_logits, teacher_logits, target, [len(b) for b in boxes]
+                )
+            else:
+                raw = self._distill_loss(student_logits, teacher_logits, target)
         weight = self.distillation_weight()
         try:
             get_event_storage().put_scalar("distill/weight", weight, smoothing_hint=False)
         except AssertionError:  # no EventStorage (a bare forward outside a trainer)
             pass
         return {f"loss_{self.loss_name}": raw * weight}
+
+    def _per_image_distill_loss(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        target: torch.Tensor,
+        sizes: list[int],
+    ) -> torch.Tensor:
+        """ROI-weighted mean of the loss of each image's ROIs (statistics per image)."""
+        total = student_logits.new_zeros((), dtype=torch.float32)
+        for s, t, y in zip(
+            student_logits.split(sizes), teacher_logits.split(sizes), target.split(sizes)
+        ):
+            if len(s):
+                total = total + self._distill_loss(s, t, y) * len(s)
+        return total / sum(sizes)
 
     def _teacher_autocast_context(self):
         mode = self.teacher_autocast

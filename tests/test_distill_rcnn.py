@@ -320,3 +320,49 @@ def test_mobilenetv2_student_of_a_resnet_teacher(teacher_files):
     stock_cfg = cfg.clone()
     stock_cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
     build_model(stock_cfg).load_state_dict(model.state_dict(), strict=True)
+
+
+def test_per_image_statistics(teacher_files):
+    """LUMINET.STATS "image": the ROI-weighted mean of per-image LumiNet losses."""
+    batch = random_batch(2, seed=12)
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.MODEL.DISTILL.LUMINET.STATS = "image"
+    model = _build(cfg)
+    assert model.per_image_loss
+    seen = {}
+    original = model.distillation_losses
+
+    def spy(batched_inputs, sampled, student_logits):
+        seen["sizes"] = [len(p) for p in sampled]
+        seen["boxes"] = [p.proposal_boxes for p in sampled]
+        seen["student"] = student_logits.detach().clone()
+        return original(batched_inputs, sampled, student_logits)
+
+    model.distillation_losses = spy
+    value = _step(model, batch)["loss_luminet"]
+    teacher = model.teacher_roi_logits(batch, seen["boxes"])
+    sizes = seen["sizes"]
+    assert len(sizes) == 2 and min(sizes) > 1
+    parts = [
+        luminet_loss(s, t) * len(s)
+        for s, t in zip(seen["student"].split(sizes), teacher.split(sizes))
+    ]
+    expected = sum(parts) / sum(sizes)
+    torch.testing.assert_close(value.detach(), expected, rtol=1e-5, atol=1e-7)
+    # It differs from batch statistics (which standardise over both images together).
+    assert abs(float(luminet_loss(seen["student"], teacher)) - float(expected)) > 1e-6
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"MODEL.DISTILL.LUMINET.STATS": "roi"}, "must be one of"),
+        ({"MODEL.DISTILL.LUMINET.STATS": "image", "MODEL.DISTILL.LOSS": "kd"}, "'luminet' loss"),
+        ({"MODEL.DISTILL.LUMINET.STATS": "image", "MODEL.DISTILL.GATHER_STATS": True}, "contra"),
+    ],
+)
+def test_per_image_statistics_errors(teacher_files, changes, message):
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.merge_from_list([x for kv in changes.items() for x in kv])
+    with pytest.raises(ValueError, match=message):
+        build_model(cfg)

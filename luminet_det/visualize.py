@@ -28,13 +28,18 @@ def _pyplot():
     return plt
 
 
+def _sample_std(values: Sequence[float]) -> float:
+    """Sample standard deviation (n - 1); 0 for a single value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def plot_ap_chart(
     students: Mapping[str, Sequence[Mapping[str, float]]],
     teacher: Mapping[str, float],
     path: str | os.PathLike,
     title: str = "",
 ) -> None:
-    """Bar chart of COCO AP/AP50/AP75 per student (mean, std over seeds as error bars).
+    """Bar chart of COCO AP/AP50/AP75 per student (mean, sample std over seeds as error bars).
 
     Args:
         students: ``{label: [metrics of one seed, ...]}``; metrics hold "AP", "AP50", "AP75" in
@@ -61,7 +66,7 @@ def plot_ap_chart(
     fig, axes = plt.subplots(1, len(_METRICS), figsize=(4.2 * len(_METRICS), 4.0))
     for ax, metric in zip(axes, _METRICS):
         means = np.array([np.mean([r[metric] for r in students[k]]) for k in labels])
-        stds = np.array([np.std([r[metric] for r in students[k]]) for k in labels])
+        stds = np.array([_sample_std([r[metric] for r in students[k]]) for k in labels])
         n_seeds = [len(students[k]) for k in labels]
         x = np.arange(len(labels))
         bars = ax.bar(
@@ -72,21 +77,23 @@ def plot_ap_chart(
             color=[colors[i % len(colors)] for i in range(len(labels))],
         )
         for b, m in zip(bars, means):
-            ax.annotate(
+            ax.annotate(  # at the bar's foot, clear of error bars and the teacher line
                 f"{m:.1f}",
-                (b.get_x() + b.get_width() / 2, m),
+                (b.get_x() + b.get_width() / 2, 0.0),
                 ha="center",
                 va="bottom",
                 fontsize=9,
-                xytext=(0, 2),
+                color="white",
+                fontweight="bold",
+                xytext=(0, 4),
                 textcoords="offset points",
             )
         if metric in teacher:
             ax.axhline(teacher[metric], color="black", ls="--", lw=1.5)
             ax.annotate(
                 f"teacher {teacher[metric]:.1f}",
-                (len(labels) - 0.5, teacher[metric]),
-                ha="right",
+                (-0.5, teacher[metric]),  # left end: the baseline student is usually lowest
+                ha="left",
                 va="bottom",
                 fontsize=9,
             )
@@ -98,7 +105,7 @@ def plot_ap_chart(
         ax.grid(axis="y", alpha=0.3)
     seeds = sorted({len(v) for v in students.values()})
     note = f"students: mean over {seeds[0]} seed(s)" + (
-        ", error bar = std" if seeds[-1] > 1 else ""
+        ", error bar = sample std" if seeds[-1] > 1 else ""
     )
     fig.suptitle(f"{title}\n{note}" if title else note)
     fig.tight_layout()

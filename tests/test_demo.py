@@ -51,7 +51,7 @@ def test_markdown_table_mean_std():
     }
     table = demo.markdown_table(results)
     assert "| teacher R34-FPN | - | 50.00 | 80.00 | 55.00 | 10 |" in table
-    assert "| student R18-FPN | kd | 31.00 ± 1.00 | 61.00 ± 1.00 | 32.00 ± 2.00 | 5 |" in table
+    assert "| student R18-FPN | kd | 31.00 ± 1.41 | 61.00 ± 1.41 | 32.00 ± 2.83 | 5 |" in table
 
 
 def test_plot_perception_rows_match_the_loss_core(tmp_path):

@@ -432,7 +432,7 @@ def perception_figure(
 # --------------------------------------------------------------------------- report
 def _mean_std(runs: list[dict], key: str) -> tuple[float, float]:
     vals = [r[key] for r in runs]
-    return float(np.mean(vals)), float(np.std(vals))
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
 
 
 def markdown_table(results: dict) -> str:
@@ -456,7 +456,7 @@ def markdown_table(results: dict) -> str:
             f"| {secs:.0f} |"
         )
     if n_seeds > 1:
-        lines.append(f"\nStudents: mean ± std over seeds 0..{n_seeds - 1}.")
+        lines.append(f"\nStudents: mean ± sample std (n - 1) over seeds 0..{n_seeds - 1}.")
     return "\n".join(lines)
 
 

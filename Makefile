@@ -49,7 +49,8 @@ test: lint
 	$(PY) -m pytest $(TEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) tools/benchmark.py --preset cpu-small
+	mkdir -p output/bench
+	$(PY) tools/benchmark.py --preset cpu-small --json output/bench/cpu-small.json
 
 gpu-bundle: $(STAMP)
 	bash tools/gpu_bundle.sh

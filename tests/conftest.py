@@ -13,6 +13,16 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    """Every test starts with one intra-op thread, even if an earlier test (a tool that takes
+    --threads, a trainer's NUM_THREADS) changed it; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
     yield

@@ -5,12 +5,11 @@ the speed of anything.
 """
 
 import dataclasses
-import importlib.util
 import json
-import os
 
 import pytest
 import torch
+from tool_scripts import load_tool
 
 import luminet_det  # noqa: F401  (registers DistillRCNN)
 from luminet_det.benchmark import (
@@ -26,19 +25,10 @@ from luminet_det.benchmark import (
 from luminet_det.benchmark.memory import measure_memory
 from luminet_det.benchmark.variants import make_batch
 
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("bench_tool", os.path.join(TOOLS, "benchmark.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def tool():
-    return _load_tool()
+    return load_tool("benchmark")
 
 
 @pytest.fixture(scope="module")

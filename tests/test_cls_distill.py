@@ -11,15 +11,6 @@ from luminet.models import build_model
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a small shared CPU: one thread is faster than several.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _teacher_ckpt(tmp_path, name="resnet8", seed=1):
     torch.manual_seed(seed)
     model = build_model(name, 10, in_channels=1)

@@ -113,15 +113,6 @@ PUBLIC_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny forwards: one intra-op thread avoids oversubscribing a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _classes(name: str) -> int:
     return IMAGENET_CLASSES if name in IMAGENET else CIFAR_CLASSES
 

@@ -21,14 +21,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ITERS_PER_EPOCH = 12  # 1,438 training digits / batch 128
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def teacher_path(tmp_path_factory):
     torch.manual_seed(3)

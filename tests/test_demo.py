@@ -1,27 +1,16 @@
 """tools/demo.py: argument checks, figures, pretraining weights, and a --quick end-to-end run."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tool_scripts import load_tool
 
 from luminet.losses import perception
 from luminet_det.visualize import plot_ap_chart, plot_perception
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("luminet_demo", REPO / "tools" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
+demo = load_tool("demo")
 
 
 def test_parse_args_defaults_and_errors():

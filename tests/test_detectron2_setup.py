@@ -1,6 +1,5 @@
 """detectron2 as installed here: the compat fixes, a stock train step and a COCO evaluation."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -8,17 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _load_installer():
-    spec = importlib.util.spec_from_file_location(
-        "install_detectron2", REPO / "tools" / "install_detectron2.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tool_scripts import load_tool
 
 
 def test_compat_fixes_rewrite_only_what_they_should(tmp_path):
@@ -37,7 +26,7 @@ def test_compat_fixes_rewrite_only_what_they_should(tmp_path):
         "    )\n"
         "    return cfg_file\n"
     )
-    changed = _load_installer().apply_compat_fixes(pkg)
+    changed = load_tool("install_detectron2").apply_compat_fixes(pkg)
 
     text = (pkg / "a.py").read_text()
     assert "Image.BILINEAR" in text and "Image.LINEAR" not in text
@@ -54,7 +43,7 @@ def test_compat_fixes_refuse_unknown_model_zoo_source(tmp_path):
     (pkg / "model_zoo").mkdir(parents=True)
     (pkg / "model_zoo" / "model_zoo.py").write_text("import pkg_resources\npkg_resources.x()\n")
     with pytest.raises(RuntimeError, match="could not remove pkg_resources"):
-        _load_installer().apply_compat_fixes(pkg)
+        load_tool("install_detectron2").apply_compat_fixes(pkg)
 
 
 def test_missing_compiled_ops_are_reported_clearly():

@@ -12,15 +12,6 @@ from luminet_det.config import resolve_teacher_config_path
 from luminet_det.testing import tiny_distill_cfg, tiny_rcnn_cfg, write_teacher
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """One intra-op thread: much faster than oversubscribing the shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     directory = tmp_path_factory.mktemp("teacher")

@@ -16,15 +16,6 @@ from luminet_det.testing import random_batch, tiny_distill_cfg, tiny_rcnn_cfg, w
 STUDENT_KEYS = ("loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """One intra-op thread: much faster than oversubscribing the shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def teacher_files(tmp_path_factory):
     """A BGR teacher with BGR mean/std (detectron2 model-zoo convention)."""

@@ -1,6 +1,5 @@
 """The loss as someone else's Detectron2 project would use it: by config, or from model code."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
@@ -10,15 +9,6 @@ from torch import nn
 from luminet.losses import available_distill_losses, build_distill_loss, register_distill_loss
 from luminet_det import add_distill_config
 from luminet_det.testing import random_batch, tiny_rcnn_cfg, write_teacher
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """One intra-op thread: much faster than oversubscribing the shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class TinyROIClassifier(nn.Module):

@@ -1,6 +1,5 @@
 """tools/train_net.py end to end: train a few iterations, COCO AP, student-only checkpoint."""
 
-import importlib.util
 import json
 import math
 import os
@@ -13,26 +12,11 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.modeling import GeneralizedRCNN, build_model
+from tool_scripts import load_tool
 
 from luminet_det.testing import tiny_distill_cfg, tiny_rcnn_cfg, write_teacher, write_tiny_coco
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """One intra-op thread: much faster than oversubscribing the shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _load_train_net():
-    spec = importlib.util.spec_from_file_location("train_net", REPO / "tools" / "train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +57,7 @@ def _check_bbox_results(res):
 
 @pytest.mark.slow
 def test_train_eval_and_stock_loadable_checkpoint(workdir):
-    train_net = _load_train_net()
+    train_net = load_tool("train_net")
     parser = train_net.build_parser()
     res = train_net.main(parser.parse_args(["--config-file", workdir["config"]]))
     bbox = _check_bbox_results(res)
@@ -117,7 +101,7 @@ def test_train_eval_and_stock_loadable_checkpoint(workdir):
 
 @pytest.mark.slow
 def test_eval_teacher(workdir):
-    train_net = _load_train_net()
+    train_net = load_tool("train_net")
     args = train_net.build_parser().parse_args(
         ["--config-file", workdir["config"], "--eval-teacher",
          "OUTPUT_DIR", str(workdir["root"] / "teacher_run"),
@@ -132,7 +116,7 @@ def test_eval_teacher(workdir):
 
 
 def test_coco_dataset_flag_reports_missing_files(tmp_path):
-    train_net = _load_train_net()
+    train_net = load_tool("train_net")
     with pytest.raises(ValueError, match="json file .*nope.json.* does not exist"):
         train_net.register_coco_datasets([["luminet_missing", str(tmp_path / "nope.json"), "."]])
 
@@ -143,7 +127,7 @@ def test_shipped_coco_configs_resolve_and_build(pair):
 
     from luminet_det import add_distill_config, load_teacher_config
 
-    train_net = _load_train_net()
+    train_net = load_tool("train_net")
     models = {}
     for loss in ("luminet", "kd", "dkd", "none"):
         path = REPO / "configs" / "coco" / f"{pair}_{loss}.yaml"
@@ -173,17 +157,8 @@ def test_shipped_coco_configs_resolve_and_build(pair):
     assert student.teacher is None
 
 
-def _load_extract_student():
-    spec = importlib.util.spec_from_file_location(
-        "extract_student", REPO / "tools" / "extract_student.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_extract_student_from_checkpoints_that_hold_a_teacher(tmp_path):
-    extract = _load_extract_student()
+    extract = load_tool("extract_student")
     cfg = tiny_rcnn_cfg()
     config_file = tmp_path / "student.yaml"
     config_file.write_text(cfg.dump())

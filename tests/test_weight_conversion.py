@@ -1,6 +1,5 @@
 """torchvision -> detectron2 weight conversion: exact key coverage and identical features."""
 
-import importlib.util
 import os
 import pickle
 
@@ -12,6 +11,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
+from tool_scripts import load_tool
 from torch import nn
 
 from luminet_det.backbones import MobileNetV2, convert_torchvision_state_dict
@@ -23,19 +23,10 @@ from luminet_det.backbones.torchvision_conversion import (
     verify_against_detectron2,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ["res2", "res3", "res4", "res5"]
 # torchvision MobileNetV2 features[i] whose output equals each stage's output.
 MOBILENET_STAGE_INDEX = {"res2": 3, "res3": 6, "res4": 13, "res5": 18}
 ATOL = 1e-4
-
-
-def _load_tool():
-    path = os.path.join(REPO, "tools", "convert_torchvision_weights.py")
-    spec = importlib.util.spec_from_file_location("convert_torchvision_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _randomize_norms(model: nn.Module) -> nn.Module:
@@ -185,7 +176,8 @@ def test_tool_output_loads_into_fpn_rcnn(tmp_path, model_name):
     tv = _randomize_norms(getattr(torchvision.models, model_name)())
     src, dst = tmp_path / "tv.pth", tmp_path / "converted.pkl"
     torch.save(tv.state_dict(), src)
-    _load_tool().main(["--model", model_name, "--input", str(src), "--output", str(dst)])
+    convert = load_tool("convert_torchvision_weights")
+    convert.main(["--model", model_name, "--input", str(src), "--output", str(dst)])
 
     with open(dst, "rb") as f:
         ckpt = pickle.load(f)
@@ -221,7 +213,7 @@ def test_tool_output_loads_into_fpn_rcnn(tmp_path, model_name):
 
 def test_tool_uses_torchvision_cache_and_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    tool = _load_tool()
+    tool = load_tool("convert_torchvision_weights")
     out = tmp_path / "r18.pkl"
     cached = torchvision_cache_path("resnet18", "IMAGENET1K_V1")
     assert cached.startswith(str(tmp_path)) and cached.endswith("resnet18-f37072fd.pth")
@@ -237,7 +229,7 @@ def test_tool_uses_torchvision_cache_and_never_downloads(tmp_path, monkeypatch):
 
 
 def test_tool_rejects_bad_arguments(tmp_path):
-    tool = _load_tool()
+    tool = load_tool("convert_torchvision_weights")
     src = tmp_path / "tv.pth"
     torch.save(torchvision.models.resnet18().state_dict(), src)
     with pytest.raises(ValueError, match="must end in .pkl"):

@@ -14,7 +14,7 @@ from luminet.losses import perception
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["plot_ap_chart", "plot_perception"]
+__all__ = ["plot_ap_chart", "plot_perception", "sample_std"]
 
 _METRICS = ("AP", "AP50", "AP75")
 
@@ -28,7 +28,7 @@ def _pyplot():
     return plt
 
 
-def _sample_std(values: Sequence[float]) -> float:
+def sample_std(values: Sequence[float]) -> float:
     """Sample standard deviation (n - 1); 0 for a single value."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
@@ -66,7 +66,7 @@ def plot_ap_chart(
     fig, axes = plt.subplots(1, len(_METRICS), figsize=(4.2 * len(_METRICS), 4.0))
     for ax, metric in zip(axes, _METRICS):
         means = np.array([np.mean([r[metric] for r in students[k]]) for k in labels])
-        stds = np.array([_sample_std([r[metric] for r in students[k]]) for k in labels])
+        stds = np.array([sample_std([r[metric] for r in students[k]]) for k in labels])
         n_seeds = [len(students[k]) for k in labels]
         x = np.arange(len(labels))
         bars = ax.bar(

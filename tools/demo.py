@@ -40,6 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs" / "demo"
 TEACHER_CONFIG = CONFIG_DIR / "teacher_R34_FPN.yaml"
 STUDENT_CONFIG = CONFIG_DIR / "student_R18_FPN.yaml"
+# Backbone tags (cache file names) and the names used in logs, tables and plots.
+TEACHER_BACKBONE, STUDENT_BACKBONE = "R34", "R18"
+TEACHER_NAME, STUDENT_NAME = f"{TEACHER_BACKBONE}-FPN", f"{STUDENT_BACKBONE}-FPN"
 LOSSES = ("none", "kd", "dkd", "luminet")
 # Bump when the training recipe in this file changes in a way that changes a trained model.
 DEMO_RECIPE_VERSION = 1
@@ -277,7 +280,7 @@ def get_teacher(args, datasets, cache: Path, clock: Clock):
     from detectron2.checkpoint import DetectionCheckpointer  # noqa: F401  (format of the file)
 
     cfg = load_cfg(TEACHER_CONFIG, datasets, args.quick, args.teacher_iters)
-    backbone, pre_stats = pretrained_backbone(cfg, "R34", cache, args.quick, clock)
+    backbone, pre_stats = pretrained_backbone(cfg, TEACHER_BACKBONE, cache, args.quick, clock)
     cfg.MODEL.WEIGHTS = backbone
     key_cfg = cfg.clone()
     key_cfg.MODEL.WEIGHTS = Path(backbone).name  # the pretraining key, not the directory
@@ -292,8 +295,8 @@ def get_teacher(args, datasets, cache: Path, clock: Clock):
         logger.info("%s teacher: cached (%s)", clock, tdir)
         return str(weights), str(cfg_file), {**json.loads(metrics_file.read_text()), "cached": True}
     tdir.mkdir(parents=True, exist_ok=True)
-    logger.info("%s teacher R34-FPN: training %d iterations", clock, cfg.SOLVER.MAX_ITER)
-    model, seconds = train(cfg, backbone, "teacher R34-FPN", clock, args.log_period)
+    logger.info("%s teacher %s: training %d iterations", clock, TEACHER_NAME, cfg.SOLVER.MAX_ITER)
+    model, seconds = train(cfg, backbone, f"teacher {TEACHER_NAME}", clock, args.log_period)
     torch.save({"model": model.state_dict()}, weights)
     cfg_file.write_text(cfg.dump())
     metrics = evaluate(model, cfg, tdir / "eval")
@@ -343,7 +346,7 @@ def perception_figure(
     from detectron2.config import get_cfg
     from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
     from detectron2.modeling import build_model
-    from detectron2.structures import Boxes, pairwise_iou
+    from detectron2.structures import Boxes, BoxMode, pairwise_iou
 
     from luminet_det import add_distill_config
     from luminet_det.visualize import plot_perception
@@ -378,15 +381,7 @@ def perception_figure(
         if anns and n:
             gt = Boxes(
                 torch.tensor(
-                    [
-                        [
-                            a["bbox"][0],
-                            a["bbox"][1],
-                            a["bbox"][0] + a["bbox"][2],
-                            a["bbox"][1] + a["bbox"][3],
-                        ]
-                        for a in anns
-                    ],
+                    [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns],
                     dtype=torch.float32,
                 )
             )
@@ -417,8 +412,9 @@ def perception_figure(
         out,
         temperature=4.0,
         crop=crop,
-        caption=f"teacher R34-FPN, val image {Path(dicts[img_i]['file_name']).name}, ROI IoU "
-        f"{iou_val:.2f} with a ground-truth '{names[ann['category_id']]}' (bg = background)",
+        caption=f"teacher {TEACHER_NAME}, val image {Path(dicts[img_i]['file_name']).name}, "
+        f"ROI IoU {iou_val:.2f} with a ground-truth '{names[ann['category_id']]}' "
+        "(bg = background)",
     )
     return {
         "roi_index": idx,
@@ -431,8 +427,10 @@ def perception_figure(
 
 # --------------------------------------------------------------------------- report
 def _mean_std(runs: list[dict], key: str) -> tuple[float, float]:
+    from luminet_det.visualize import sample_std
+
     vals = [r[key] for r in runs]
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    return float(np.mean(vals)), sample_std(vals)
 
 
 def markdown_table(results: dict) -> str:
@@ -441,7 +439,7 @@ def markdown_table(results: dict) -> str:
     lines = [
         "| model | distillation | AP | AP50 | AP75 | iterations | train s |",
         "|---|---|---|---|---|---|---|",
-        f"| teacher R34-FPN | - | {t['AP']:.2f} | {t['AP50']:.2f} | {t['AP75']:.2f} "
+        f"| teacher {TEACHER_NAME} | - | {t['AP']:.2f} | {t['AP50']:.2f} | {t['AP75']:.2f} "
         f"| {t['iterations']} | {t['seconds']:.0f}{' (cached)' if t.get('cached') else ''} |",
     ]
     for loss, entry in results["students"].items():
@@ -452,7 +450,7 @@ def markdown_table(results: dict) -> str:
             cells.append(f"{mean:.2f} ± {std:.2f}" if n_seeds > 1 else f"{mean:.2f}")
         secs = np.mean([r["seconds"] for r in runs])
         lines.append(
-            f"| student R18-FPN | {loss} | {' | '.join(cells)} | {runs[0]['iterations']} "
+            f"| student {STUDENT_NAME} | {loss} | {' | '.join(cells)} | {runs[0]['iterations']} "
             f"| {secs:.0f} |"
         )
     if n_seeds > 1:
@@ -492,7 +490,7 @@ def main(argv: list[str] | None = None) -> dict:
     teacher_weights, teacher_cfg_file, teacher_metrics = get_teacher(args, datasets, cache, clock)
 
     base = load_cfg(STUDENT_CONFIG, datasets, args.quick, args.student_iters)
-    backbone, _ = pretrained_backbone(base, "R18", cache, args.quick, clock)
+    backbone, _ = pretrained_backbone(base, STUDENT_BACKBONE, cache, args.quick, clock)
     students: dict[str, dict] = {loss: {"runs": []} for loss in args.losses}
     for seed in range(args.seeds):
         init = student_init(base, seed, backbone, cache)
@@ -504,7 +502,7 @@ def main(argv: list[str] | None = None) -> dict:
             cfg.MODEL.DISTILL.TEACHER_WEIGHTS = teacher_weights if loss != "none" else ""
             cfg.merge_from_list(list(args.student_opts))
             cfg.SEED = seed
-            name = f"student R18-FPN {loss} seed {seed}"
+            name = f"student {STUDENT_NAME} {loss} seed {seed}"
             logger.info("%s %s: training %d iterations", clock, name, cfg.SOLVER.MAX_ITER)
             model, seconds = train(cfg, init, name, clock, args.log_period)
             metrics = evaluate(model, cfg, out / "eval" / f"{loss}_seed{seed}")
@@ -537,10 +535,10 @@ def main(argv: list[str] | None = None) -> dict:
         {k: v["runs"] for k, v in students.items()},
         teacher_metrics,
         out / "ap.png",
-        title="Digit scenes val: R18-FPN students of an R34-FPN teacher",
+        title=f"Digit scenes val: {STUDENT_NAME} students of an {TEACHER_NAME} teacher",
     )
     results = {
-        "teacher": {**teacher_metrics, "model": "R34-FPN"},
+        "teacher": {**teacher_metrics, "model": TEACHER_NAME},
         "students": students,
         "settings": {
             "seeds": args.seeds,

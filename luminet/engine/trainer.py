@@ -28,10 +28,11 @@ from fvcore.common.config import CfgNode
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from luminet.atomic_io import atomic_torch_save
 from luminet.data import build_datasets, build_train_loader, build_val_loader, set_loader_epoch
 from luminet.distillers import build_distiller
+from luminet.rng_state import get_rng_state, set_rng_state
 
-from .checkpoint import atomic_save, get_rng_state, set_rng_state
 from .comm import (
     all_reduce_sum,
     barrier,
@@ -206,14 +207,14 @@ class ClsTrainer:
             return
         out = self.output_dir
         student = self._student_file(epoch, top1)
-        atomic_save(student, os.path.join(out, LAST_FILE))
+        atomic_torch_save(student, os.path.join(out, LAST_FILE))
         if is_best:
-            atomic_save(student, os.path.join(out, BEST_FILE))
+            atomic_torch_save(student, os.path.join(out, BEST_FILE))
         freq = int(self.cfg.LOG.SAVE_CHECKPOINT_FREQ)
         if freq > 0 and epoch % freq == 0:
-            atomic_save(student, os.path.join(out, f"student_epoch_{epoch}.pth"))
+            atomic_torch_save(student, os.path.join(out, f"student_epoch_{epoch}.pth"))
         # resume.pth last: it is the commit point of the epoch.
-        atomic_save(
+        atomic_torch_save(
             {
                 "model": student["model"],
                 "student_arch": self.cfg.DISTILLER.STUDENT,

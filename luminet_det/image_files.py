@@ -75,10 +75,22 @@ def image_header_size(path: str) -> tuple[int, int]:
         with PathManager.open(path, "rb") as f:
             with Image.open(f) as im:
                 w, h = im.size
-                orientation = im.getexif().get(_EXIF_ORIENTATION)
+                orientation = _header_orientation(im)
     except Exception as e:
         raise _open_error(path, e) from e
     return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
+
+
+def _header_orientation(im: Image.Image) -> int | None:
+    if im.format == "PNG":
+        # PIL's getexif() decodes a whole PNG; only an eXIf chunk before the pixels is read here.
+        raw = im.info.get("exif")
+        if not raw:
+            return None
+        exif = Image.Exif()
+        exif.load(raw)
+        return exif.get(_EXIF_ORIENTATION)
+    return im.getexif().get(_EXIF_ORIENTATION)
 
 
 def read_image_checked(path: str, format: str | None = None) -> np.ndarray:

@@ -39,6 +39,7 @@ from luminet_det.engine import (
     attach_project_loggers,
     claim_output_dir,
     load_weights_for_evaluation,
+    prepare_output_dir,
     register_coco_datasets,
     restore_setup_rng,
 )
@@ -142,6 +143,7 @@ def main(args):
     try:
         default_setup(cfg, args)
         attach_project_loggers()  # luminet_det / luminet records on the console and in log.txt
+        prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite and training)
         return run(args, cfg)
     finally:
         if lock is not None:

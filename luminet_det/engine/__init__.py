@@ -15,7 +15,7 @@ Reusable by any detectron2 training entry point (``tools/train_net.py`` uses all
 from .checkpointer import LAST_CHECKPOINT_FILE, ResumableCheckpointer, WeightsLoadReport
 from .coco_datasets import register_coco_datasets
 from .logs import attach_project_loggers
-from .output_dir import FINAL_CHECKPOINT, claim_output_dir, truncate_metrics
+from .output_dir import FINAL_CHECKPOINT, claim_output_dir, prepare_output_dir, truncate_metrics
 from .resume_hook import ExactResumeHook
 from .resume_state import RESUME_STATE_KEY, read_last_resume_state, restore_setup_rng
 from .train_loader import ResumableTrainLoader
@@ -35,6 +35,7 @@ __all__ = [
     "read_last_resume_state",
     "restore_setup_rng",
     "claim_output_dir",
+    "prepare_output_dir",
     "truncate_metrics",
     "attach_project_loggers",
     "register_coco_datasets",

@@ -14,7 +14,13 @@ from luminet.run_lock import OutputDirLockedError, RunLock
 
 from .checkpointer import LAST_CHECKPOINT_FILE
 
-__all__ = ["claim_output_dir", "truncate_metrics", "FINAL_CHECKPOINT", "METRICS_FILE"]
+__all__ = [
+    "claim_output_dir",
+    "prepare_output_dir",
+    "truncate_metrics",
+    "FINAL_CHECKPOINT",
+    "METRICS_FILE",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +87,7 @@ def claim_output_dir(
         output_dir: ``cfg.OUTPUT_DIR``.
         resume: ``--resume`` was given.
         overwrite: ``--overwrite`` was given: train from scratch into a folder of an earlier run
-            (its ``last_checkpoint`` and ``metrics.json`` are removed).
+            (then call :func:`prepare_output_dir`).
         train: False for evaluation-only commands (they only take the lock).
 
     Raises:
@@ -102,10 +108,6 @@ def claim_output_dir(
             message = _training_problem(output_dir, resume, overwrite)
             if message:
                 problem = ("exists", message)
-        if problem is None:
-            _remove_stale_temporary_files(output_dir)
-            if train and overwrite:
-                _start_over(output_dir)
     if comm.get_world_size() > 1:
         problem = comm.all_gather(problem)[0]
     if problem is not None:
@@ -114,6 +116,17 @@ def claim_output_dir(
         kind, message = problem
         raise (OutputDirLockedError if kind == "locked" else FileExistsError)(message)
     return lock
+
+
+def prepare_output_dir(output_dir: str, *, overwrite: bool = False) -> None:
+    """After :func:`claim_output_dir` and the logging set-up (main process): remove what killed
+    checkpoint writes left behind and, with ``overwrite``, the earlier run's ``last_checkpoint``
+    and ``metrics.json`` (its checkpoints stay until the new run replaces them)."""
+    if not comm.is_main_process() or not os.path.isdir(output_dir):
+        return
+    _remove_stale_temporary_files(output_dir)
+    if overwrite:
+        _start_over(output_dir)
 
 
 def truncate_metrics(output_dir: str, first_iteration: int) -> int:

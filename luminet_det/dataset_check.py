@@ -65,9 +65,10 @@ def add_data_check_config(cfg: CN) -> CN:
     # every image, "headers" opens only file headers, "auto" is "full" for at most
     # FULL_MAX_IMAGES training images and "headers" above, "off" skips the check.
     cfg.DATALOADER.CHECK.MODE = "auto"
-    # Largest training set that "auto" decodes completely (about 0.7 s per 1000 small PNGs and
-    # 4-5 s per 1000 COCO-sized JPEGs on one 2-core CPU; see docs/detection.md).
-    cfg.DATALOADER.CHECK.FULL_MAX_IMAGES = 20000
+    # Largest training set that "auto" decodes completely: 10k COCO-sized JPEGs take about
+    # 30-60 s on a 2-core CPU (tools/time_dataset_check.py; docs/detection.md), COCO train2017
+    # (118k images) about 6-11 min, so it gets the header check (about 35 s).
+    cfg.DATALOADER.CHECK.FULL_MAX_IMAGES = 10000
     # Threads of the check; 0 = max(1, DATALOADER.NUM_WORKERS).
     cfg.DATALOADER.CHECK.THREADS = 0
     # During training, verify every image file's integrity (PNG chunk checksums) before the

@@ -204,3 +204,25 @@ def test_header_mode_training_stops_at_the_damaged_image(clean, teacher_dir, tmp
     with pytest.raises((ImageFileError, TrainingImageError), match=r"\d{4}.png is damaged"):
         _train(teacher_dir, json_path, images, tmp_path / "out", "luminet_test_headers_train",
                "DATALOADER.CHECK.MODE", "headers")  # fmt: skip
+
+
+def test_train_net_refuses_a_set_without_any_usable_box(clean, teacher_dir, tmp_path):
+    json_path, images = _copy(clean, "train_zero_width")
+    coco = json.loads(json_path.read_text())
+    for ann in coco["annotations"]:
+        ann["bbox"][2] = 0
+    json_path.write_text(json.dumps(coco))
+    with pytest.raises(DatasetCheckError, match="no usable box at all"):
+        _train(teacher_dir, json_path, images, tmp_path / "out", "luminet_test_zero_train")
+
+
+@pytest.mark.parametrize(
+    "opts,match",
+    [(["DATALOADER.CHECK.MODE", "fast"], "DATALOADER.CHECK.MODE must be one of"),
+     (["SOLVER.CHECKPOINT_PERIOD", "0"], "SOLVER.CHECKPOINT_PERIOD must be > 0")],
+)  # fmt: skip
+def test_bad_keys_are_named_before_step_0(clean, teacher_dir, tmp_path, opts, match):
+    _, json_path, image_root = clean
+    with pytest.raises(ValueError, match=match):
+        _train(teacher_dir, json_path, image_root, tmp_path / "out", "luminet_test_keys", *opts)
+    assert not (tmp_path / "out" / "metrics.json").exists()

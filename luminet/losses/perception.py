@@ -31,7 +31,7 @@ def perception(
     variance and maps to zeros: it carries no information relative to the other samples.
 
     Scale-safe: a column whose magnitude could overflow the variance in the computation dtype
-    (float32 for float32/float16/bfloat16 input: from about ``1e17`` for 1024 rows) is
+    (float32 for float32/float16/bfloat16 input: from about ``3e17`` for 1024 rows) is
     standardised in float64 after an exact power-of-two rescaling, so logits of any finite
     magnitude give the mathematically right result (never a silent zero). Other columns take
     the plain path, bit for bit as before. No device synchronisation either way.

@@ -78,6 +78,7 @@ class ExactResumeTrainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        self.validate_config(cfg)
         self.setup_rng = get_rng_state()  # restored on resume before anything draws from it
         # The order of DefaultTrainer: model, optimizer, data (their random draws included).
         model = self.build_model(cfg)
@@ -96,6 +97,19 @@ class ExactResumeTrainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def validate_config(cls, cfg) -> None:
+        """Errors in the keys this trainer adds or relies on, before anything is built.
+
+        Raises:
+            ValueError: naming the key.
+        """
+        if int(cfg.SOLVER.CHECKPOINT_PERIOD) <= 0:
+            raise ValueError(
+                f"SOLVER.CHECKPOINT_PERIOD must be > 0; got {cfg.SOLVER.CHECKPOINT_PERIOD}"
+            )
+        resolve_check_mode(cfg.DATALOADER.CHECK.MODE, 0, 0)
 
     # ------------------------------------------------------------------ data
     @classmethod

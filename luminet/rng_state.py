@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["get_rng_state", "set_rng_state"]
+__all__ = ["get_rng_state", "set_rng_state", "same_rng_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +80,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
                 len(cuda),
                 torch.cuda.device_count(),
             )
+
+
+def same_rng_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two states of :func:`get_rng_state` are the same (CUDA states ignored)."""
+
+    def numpy_key(state):
+        if isinstance(state, dict):
+            keys = state["keys"]
+            keys = keys.numpy() if torch.is_tensor(keys) else np.asarray(keys)
+            return keys.astype(np.int64).tolist(), state["pos"]
+        return np.asarray(state[1]).astype(np.int64).tolist(), state[2]
+
+    return (
+        torch.equal(a["torch"], b["torch"])
+        and numpy_key(a["numpy"]) == numpy_key(b["numpy"])
+        and tuple(a["python"][1]) == tuple(b["python"][1])
+    )

@@ -272,7 +272,7 @@ def _check_one(d: dict, mode: str, num_classes: int | None):
 
 
 def check_detection_dataset(
-    dataset_dicts: Iterable[dict],
+    dataset_dicts: Iterable[dict] | Sequence[dict],
     name: str = "dataset",
     *,
     mode: str = "full",
@@ -283,7 +283,8 @@ def check_detection_dataset(
     """Check every image and annotation of ``dataset_dicts`` (detectron2 dataset format).
 
     Args:
-        dataset_dicts: e.g. ``DatasetCatalog.get(name)``.
+        dataset_dicts: e.g. ``DatasetCatalog.get(name)``, or anything with ``len`` and integer
+            indexing (e.g. detectron2's ``DatasetFromList``), which is read chunk by chunk.
         name: for the report.
         mode: "full" (decode every image) or "headers" (open file headers only).
         num_classes: valid category ids are ``[0, num_classes)``; None: only ``>= 0``.
@@ -299,46 +300,49 @@ def check_detection_dataset(
     """
     if mode not in ("full", "headers"):
         raise ValueError(f"mode must be 'full' or 'headers'; got {mode!r}")
-    dicts = list(dataset_dicts)
+    if not (hasattr(dataset_dicts, "__len__") and hasattr(dataset_dicts, "__getitem__")):
+        dataset_dicts = list(dataset_dicts)
+    total = len(dataset_dicts)
     t0 = last = time.perf_counter()
     problems: list[DatasetProblem] = []
     usable_total, empty_images = 0, 0
+    chunk = 1024  # never all dicts at once: a COCO-sized list of dicts is large
     with ThreadPoolExecutor(max(1, int(threads))) as pool:
-        results = pool.map(lambda d: _check_one(d, mode, num_classes), dicts)
-        for i, (found, usable) in enumerate(results, 1):
-            problems += found
-            usable_total += usable
-            if usable == 0:
-                empty_images += 1
-                problems.append(
-                    DatasetProblem(
-                        "warning", "no usable box", dicts[i - 1].get("file_name", "?"), "image"
+        for start in range(0, total, chunk):
+            dicts = [dataset_dicts[i] for i in range(start, min(start + chunk, total))]
+            results = pool.map(lambda d: _check_one(d, mode, num_classes), dicts)
+            for d, (found, usable) in zip(dicts, results):
+                problems += found
+                usable_total += usable
+                if usable == 0:
+                    empty_images += 1
+                    problems.append(
+                        DatasetProblem("warning", "no usable box", d.get("file_name", "?"), "image")
                     )
-                )
+            done = min(start + chunk, total)
             now = time.perf_counter()
             if now - last >= progress_seconds:
-                rate = i / (now - t0)
+                rate = done / (now - t0)
                 logger.info(
                     "checking %s (%s): %d/%d images, %.0f images/s, about %.0f s left",
-                    name, mode, i, len(dicts), rate, (len(dicts) - i) / max(rate, 1e-9),
+                    name, mode, done, total, rate, (total - done) / max(rate, 1e-9),
                 )  # fmt: skip
                 last = now
-    if dicts and usable_total == 0:
+    if total and usable_total == 0:
         problems.append(
             DatasetProblem(
                 "error",
                 "no usable box at all",
                 name,
-                f"none of the {len(dicts)} images has a usable box: training would have no "
-                "ground truth",
+                f"none of the {total} images has a usable box: training would have no ground truth",
             )
         )
-    if not dicts:
+    if not total:
         problems.append(DatasetProblem("error", "empty dataset", name, "no images"))
     return DatasetReport(
         name=name,
         mode=mode,
-        images=len(dicts),
+        images=total,
         usable_boxes=usable_total,
         images_without_usable_box=empty_images,
         problems=problems,

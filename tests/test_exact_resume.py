@@ -130,6 +130,23 @@ def test_checkpoints_hold_everything_and_load_weights_only(reference):
     assert not [p for p in os.listdir(reference) if p.endswith(".tmp")]
 
 
+def test_resuming_without_the_set_up_random_state_is_announced(setup_dir, reference, tmp_path,
+                                                               caplog):  # fmt: skip
+    out = tmp_path / "run"
+    _interrupted_copy(reference, out, 3)
+    train_net = load_tool("train_net")
+    args = train_net.build_parser().parse_args(["--config-file", setup_dir["config"]])
+    cfg = train_net.setup(args).clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = str(out)
+    torch.manual_seed(12345)  # restore_setup_rng(OUTPUT_DIR) was not called
+    trainer = train_net.Trainer(cfg)
+    with caplog.at_level("WARNING", logger="luminet_det"):
+        trainer.resume_or_load(resume=True)
+    assert "call restore_setup_rng(OUTPUT_DIR) before building the trainer" in caplog.text
+    assert trainer.start_iter == 4
+
+
 def _interrupted_copy(reference, dst, resume_from):
     """The output folder as a run killed right after writing checkpoint ``resume_from`` left
     it (later checkpoints and metrics gone, some written past the checkpoint)."""

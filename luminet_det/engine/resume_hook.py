@@ -23,7 +23,7 @@ from typing import Any
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from luminet.rng_state import set_rng_state
+from luminet.rng_state import same_rng_state, set_rng_state
 
 from .resume_state import (
     RESUME_STATE_KEY,
@@ -86,6 +86,13 @@ class ExactResumeHook(HookBase):
         mine = rank_resume_state(state, source)
         if mine is None:
             return False
+        if not same_rng_state(self.setup_rng, mine["setup_rng"]):
+            logger.warning(
+                "The random state before the model was built differs from the one of the run in "
+                "%s: call restore_setup_rng(OUTPUT_DIR) before building the trainer, or the data "
+                "sampler's seed (and so the data order) may differ from the original run",
+                source,
+            )
         self.setup_rng = mine["setup_rng"]
         for name, loader in self.loaders.items():
             saved = mine["loaders"].get(name)

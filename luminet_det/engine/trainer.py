@@ -152,7 +152,7 @@ class ExactResumeTrainer(DefaultTrainer):
                 len(dataset), names, check.MODE, mode, threads,
             )  # fmt: skip
             report = check_detection_dataset(
-                (dataset[i] for i in range(len(dataset))),
+                dataset,
                 names,
                 mode=mode,
                 num_classes=num_classes_of(cfg),

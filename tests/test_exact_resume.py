@@ -147,6 +147,19 @@ def test_resuming_without_the_set_up_random_state_is_announced(setup_dir, refere
     assert trainer.start_iter == 4
 
 
+def test_amp_trainer_state_includes_the_grad_scaler(setup_dir, tmp_path):
+    # detectron2's AMPTrainer needs CUDA to step; its state (what a checkpoint holds) does not.
+    train_net = load_tool("train_net")
+    args = train_net.build_parser().parse_args(["--config-file", setup_dir["config"]])
+    cfg = train_net.setup(args).clone()
+    cfg.defrost()
+    cfg.SOLVER.AMP.ENABLED = True
+    cfg.OUTPUT_DIR = str(tmp_path)
+    state = train_net.Trainer(cfg).state_dict()
+    assert {"optimizer", "grad_scaler"} <= state["_trainer"].keys()
+    assert "scheduler" in state
+
+
 def _interrupted_copy(reference, dst, resume_from):
     """The output folder as a run killed right after writing checkpoint ``resume_from`` left
     it (later checkpoints and metrics gone, some written past the checkpoint)."""

@@ -8,6 +8,8 @@ import os
 
 from detectron2.config import CfgNode as CN
 
+from .dataset_check import add_data_check_config
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["add_distill_config", "resolve_teacher_config_path", "distill_loss_kwargs", "ZOO_PREFIX"]
@@ -79,6 +81,7 @@ def add_distill_config(cfg: CN) -> CN:
         # instead of reusing the logits of the student's own ROI-head pass.
         _C.MODEL.DISTILL.RECOMPUTE_STUDENT_LOGITS = False
 
+    add_data_check_config(cfg)  # DATALOADER.CHECK.*
     from . import backbones
 
     add_backbone_config = getattr(backbones, "add_mobilenetv2_config", None)

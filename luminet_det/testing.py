@@ -141,9 +141,18 @@ def random_batch(
 
 
 def write_tiny_coco(
-    directory: str, n_images: int = 8, size: int = 128, num_classes: int = 3, seed: int = 0
+    directory: str,
+    n_images: int = 8,
+    size: int = 128,
+    num_classes: int = 3,
+    seed: int = 0,
+    shapes: list[tuple[int, int]] | None = None,
 ) -> tuple[str, str]:
     """Write a COCO-format dataset of noise images with filled rectangles (one colour per class).
+
+    Args:
+        shapes: ``(width, height)`` of the images, cycled (e.g. landscape and portrait images for
+            aspect-ratio grouping); default: ``size`` x ``size``.
 
     Returns:
         ``(json_path, image_root)``.
@@ -156,11 +165,16 @@ def write_tiny_coco(
     colours = rng.integers(0, 256, (num_classes, 3))
     images, annotations = [], []
     for i in range(n_images):
-        img = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+        width, height = shapes[i % len(shapes)] if shapes else (size, size)
+        img = rng.integers(0, 80, (height, width, 3), dtype=np.uint8)
         for _ in range(int(rng.integers(1, 4))):
             c = int(rng.integers(0, num_classes))
-            bw, bh = (int(v) for v in rng.integers(size // 6, size // 2, 2))
-            x0, y0 = int(rng.integers(0, size - bw)), int(rng.integers(0, size - bh))
+            if shapes:
+                bw = int(rng.integers(width // 6, width // 2))
+                bh = int(rng.integers(height // 6, height // 2))
+            else:
+                bw, bh = (int(v) for v in rng.integers(size // 6, size // 2, 2))
+            x0, y0 = int(rng.integers(0, width - bw)), int(rng.integers(0, height - bh))
             img[y0 : y0 + bh, x0 : x0 + bw] = colours[c]
             annotations.append(
                 {
@@ -174,7 +188,7 @@ def write_tiny_coco(
             )
         name = f"{i:04d}.png"
         Image.fromarray(img).save(os.path.join(image_root, name))
-        images.append({"id": i + 1, "file_name": name, "height": size, "width": size})
+        images.append({"id": i + 1, "file_name": name, "height": height, "width": width})
     categories = [{"id": c + 1, "name": f"class{c}"} for c in range(num_classes)]
     json_path = os.path.join(directory, "instances.json")
     with open(json_path, "w") as f:

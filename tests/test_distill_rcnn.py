@@ -243,6 +243,21 @@ def test_gather_stats_in_one_process_equals_per_device_statistics(teacher_files)
     torch.testing.assert_close(value_gathered, value_local, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e20, 1e37])
+def test_gathered_statistics_are_scale_safe(scale):
+    # Sums and squares in float64 cannot overflow for finite float32 logits.
+    from luminet.losses import luminet_loss
+    from luminet_det.distributed_perception import gathered_luminet_loss
+
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(64, 9, generator=g), torch.randn(64, 9, generator=g)
+    big = (s * scale).requires_grad_(True)
+    loss = gathered_luminet_loss(big, t * scale, temperature=2.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(luminet_loss(s, t, temperature=2.0).item(), rel=1e-4)
+    assert torch.isfinite(big.grad).all() and big.grad.abs().max() > 0
+
+
 def test_teacher_autocast_bf16(teacher_files):
     cfg = tiny_distill_cfg(*teacher_files)
     cfg.MODEL.DISTILL.TEACHER_AUTOCAST = "bf16"

@@ -293,3 +293,58 @@ def test_perception_with_given_statistics(logits):
         perception(s, mean=mean)
     with pytest.raises(ValueError, match=r"shape \(1, 11\)"):
         perception(s, mean=mean[:, :3], var=var[:, :3])
+
+
+# --- scale safety ----------------------------------------------------------------------------
+
+
+def test_perception_of_ordinary_logits_is_the_plain_formula_bit_for_bit(logits):
+    # The overflow-safe path must not move a single bit for ordinary logits (pinned runs).
+    s, t, _ = logits
+    for z in (s, t, torch.randn(512, 81) * 20):
+        plain = (z - z.mean(0, keepdim=True)) * torch.rsqrt(
+            z.var(0, unbiased=False, keepdim=True) + 1e-5
+        )
+        assert torch.equal(perception(z), plain)
+    s = s.clone().requires_grad_(True)
+    s_plain = s.detach().clone().requires_grad_(True)
+    luminet_loss(s, t, temperature=2.0).backward()
+    h_s = (s_plain - s_plain.mean(0, keepdim=True)) * torch.rsqrt(
+        s_plain.var(0, unbiased=False, keepdim=True) + 1e-5
+    )
+    h_t = perception(t)
+    log_s = torch.log_softmax(h_s / 2.0, 1)
+    log_t = torch.log_softmax(h_t / 2.0, 1)
+    torch.nn.functional.kl_div(log_s, log_t, reduction="batchmean", log_target=True).backward()
+    assert torch.equal(s.grad, s_plain.grad)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e30, 1e37])
+def test_huge_finite_logits_give_the_right_loss_and_gradient(logits, scale):
+    # fp32 variance of logits >= 1e20 overflows; the plain formula then gave loss 0, gradient 0.
+    s, t, _ = logits
+    big_s = (s * scale).requires_grad_(True)
+    loss = luminet_loss(big_s, t * scale, temperature=4.0)
+    loss.backward()
+    s64, t64 = s.double().numpy() * scale, t.double().numpy() * scale
+    ref = _np_luminet(s64, t64, 4.0, 1.0)
+    assert ref > 1e-3 and loss.item() == pytest.approx(ref, rel=1e-5)
+    # perception is scale-invariant (eps is negligible at this scale): same loss and a gradient
+    # that is the small-scale gradient divided by the scale.
+    small = s.clone().requires_grad_(True)
+    luminet_loss(small, t, temperature=4.0, eps=1e-30).backward()
+    assert torch.isfinite(big_s.grad).all() and big_s.grad.abs().max() > 0
+    torch.testing.assert_close(big_s.grad * scale, small.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_huge_and_ordinary_columns_together(logits):
+    s, t, _ = logits
+    mixed = s.clone()
+    mixed[:, 2] *= 1e25
+    h = perception(mixed)
+    ref = _np_perception(mixed.double().numpy())
+    np.testing.assert_allclose(h.numpy(), ref, atol=1e-5)
+    assert torch.equal(h[:, [0, 1, 3]], perception(s)[:, [0, 1, 3]])  # other columns untouched
+    # a constant huge column is constant: zeros, as for ordinary logits
+    mixed[:, 4] = 3e38
+    assert torch.all(perception(mixed)[:, 4] == 0)

@@ -20,6 +20,7 @@ import os
 import pickle
 import sys
 
+from luminet.atomic_io import atomic_write
 from luminet_det.backbones.torchvision_conversion import (
     SUPPORTED_MODELS,
     convert_torchvision_state_dict,
@@ -100,9 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoint = make_detectron2_checkpoint(
         weights, author=f"torchvision {args.model} ({os.path.basename(path)})"
     )
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(out_dir, exist_ok=True)
-    with open(args.output, "wb") as f:
+    with atomic_write(args.output, "wb") as f:  # never a truncated weights file
         pickle.dump(checkpoint, f)
     logger.info("Wrote %d tensors to %s", len(weights), args.output)
     return checkpoint

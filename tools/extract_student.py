@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-import torch
-
+from luminet.atomic_io import atomic_torch_save
 from luminet_det.checkpoint import extract_student_state_dict, load_state_dict_file
 
 logger = logging.getLogger("luminet_det.extract_student")
@@ -78,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config_file:
         verify_stock_load(student, args.config_file, args.opts)
         logger.info("verified: loads strictly into a stock GeneralizedRCNN of %s", args.config_file)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    torch.save({"model": student, "__author__": "luminet_det extract_student"}, args.output)
+    atomic_torch_save({"model": student, "__author__": "luminet_det extract_student"}, args.output)
     logger.info("wrote %s", args.output)
     return 0
 

@@ -14,6 +14,12 @@ Examples::
     python tools/train_net.py --config-file configs/coco/r101_r18_luminet.yaml --num-gpus 8
 
 Extra datasets in COCO json format are registered with ``--coco-dataset NAME JSON IMAGE_DIR``.
+
+Runs survive a kill: ``--resume`` continues from the last checkpoint bit for bit (optimizer,
+scheduler, random states and data position are in every checkpoint; see
+``luminet_det.engine``). One run per OUTPUT_DIR (a lock file); a folder of an earlier run is
+trained into again only with ``--resume`` or ``--overwrite``. The training data is checked before
+step 0 (``DATALOADER.CHECK.*``; ``tools/check_dataset.py`` runs the same check alone).
 """
 
 from __future__ import annotations
@@ -22,22 +28,28 @@ import logging
 import os
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import DatasetCatalog
-from detectron2.data.datasets import register_coco_instances
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 
 from luminet_det import add_distill_config, build_teacher, load_teacher_config
 from luminet_det.config import ZOO_PREFIX, resolve_teacher_config_path
+from luminet_det.engine import (
+    ExactResumeTrainer,
+    attach_project_loggers,
+    claim_output_dir,
+    load_weights_for_evaluation,
+    prepare_output_dir,
+    register_coco_datasets,
+    restore_setup_rng,
+)
 from luminet_det.evaluation import build_coco_evaluator
 
 logger = logging.getLogger("luminet_det.train_net")
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with COCO evaluation (pycocotools when the compiled one is absent)."""
+class Trainer(ExactResumeTrainer):
+    """ExactResumeTrainer with COCO evaluation (pycocotools when the compiled one is absent)."""
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
@@ -46,25 +58,8 @@ class Trainer(DefaultTrainer):
         return build_coco_evaluator(dataset_name, output_dir=output_folder)
 
 
-def register_coco_datasets(specs: list[list[str]] | None) -> None:
-    """Register ``[name, json_file, image_root]`` triples as COCO-format datasets.
-
-    Raises:
-        ValueError: when a file or folder is missing.
-    """
-    for name, json_file, image_root in specs or []:
-        if name in DatasetCatalog.list():
-            logger.info("Dataset %s is already registered; --coco-dataset leaves it.", name)
-            continue
-        if not os.path.isfile(json_file):
-            raise ValueError(f"--coco-dataset {name}: json file {json_file!r} does not exist")
-        if not os.path.isdir(image_root):
-            raise ValueError(f"--coco-dataset {name}: image folder {image_root!r} does not exist")
-        register_coco_instances(name, {}, json_file, image_root)
-
-
 def setup(args) -> CfgNode:
-    """Config from ``args.config_file`` and ``args.opts`` plus the usual detectron2 set-up.
+    """Config from ``args.config_file`` and ``args.opts`` (frozen; nothing written yet).
 
     A relative ``MODEL.DISTILL.TEACHER_CONFIG`` is resolved against the config file's folder.
     """
@@ -81,7 +76,6 @@ def setup(args) -> CfgNode:
         except ValueError:
             pass  # reported when a teacher is built; --eval-only needs none
     cfg.freeze()
-    default_setup(cfg, args)
     return cfg
 
 
@@ -111,10 +105,8 @@ def teacher_eval_cfg(cfg: CfgNode) -> CfgNode:
     return tcfg
 
 
-def main(args):
-    register_coco_datasets(args.coco_dataset)
-    cfg = setup(args)
-
+def run(args, cfg: CfgNode):
+    """The command, once OUTPUT_DIR is claimed and logging is set up."""
     if args.eval_teacher:
         tcfg = teacher_eval_cfg(cfg)
         teacher = build_teacher(tcfg)
@@ -126,19 +118,36 @@ def main(args):
 
     if args.eval_only:
         model = Trainer.build_model(student_only_cfg(cfg))
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        load_weights_for_evaluation(model, cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, resume=args.resume)
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
         return res
 
+    if args.resume:
+        restore_setup_rng(cfg.OUTPUT_DIR)  # before anything is built: the same set-up draws
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()
     # the results of the last evaluation (TEST.EVAL_PERIOD > 0), for programmatic callers
     return getattr(trainer, "_last_eval_results", None)
+
+
+def main(args):
+    register_coco_datasets(args.coco_dataset)
+    cfg = setup(args)
+    training = not (args.eval_only or args.eval_teacher)
+    lock = claim_output_dir(
+        cfg.OUTPUT_DIR, resume=args.resume and training, overwrite=args.overwrite, train=training
+    )
+    try:
+        default_setup(cfg, args)
+        attach_project_loggers()  # luminet_det / luminet records on the console and in log.txt
+        prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite and training)
+        return run(args, cfg)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def build_parser():
@@ -154,6 +163,13 @@ def build_parser():
         action="append",
         metavar=("NAME", "JSON", "IMAGE_DIR"),
         help="register a COCO-format dataset under NAME before building (repeatable)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch into an OUTPUT_DIR that holds an earlier run (its "
+        "last_checkpoint and metrics.json are removed; without this flag such a folder is "
+        "refused unless --resume is given)",
     )
     return parser
 

@@ -1,6 +1,7 @@
 """Training and evaluation of the classification distiller."""
 
-from .checkpoint import atomic_save, get_rng_state, set_rng_state
+from luminet.rng_state import get_rng_state, set_rng_state
+
 from .comm import get_rank, get_world_size, init_distributed, is_main_process, select_device
 from .evaluator import evaluate, topk_correct
 from .logger import setup_logging
@@ -12,7 +13,6 @@ __all__ = [
     "evaluate",
     "setup_logging",
     "topk_correct",
-    "atomic_save",
     "get_rng_state",
     "set_rng_state",
     "get_rank",

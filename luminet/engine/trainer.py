@@ -9,6 +9,7 @@ Files written under ``cfg.OUTPUT_DIR`` (by rank 0):
 * ``student_last.pth`` / ``student_best.pth``: the student only, as ``{"model": state_dict, ...}``
   (loadable with :func:`luminet.models.load_checkpoint`);
 * ``metrics.jsonl``: one JSON object per epoch;
+* ``run.lock``: held while a run trains; a second run into the same folder is refused;
 * ``tb/``: TensorBoard scalars.
 """
 
@@ -28,10 +29,12 @@ from fvcore.common.config import CfgNode
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from luminet.atomic_io import atomic_torch_save
 from luminet.data import build_datasets, build_train_loader, build_val_loader, set_loader_epoch
 from luminet.distillers import build_distiller
+from luminet.rng_state import get_rng_state, set_rng_state
+from luminet.run_lock import OutputDirLockedError, RunLock
 
-from .checkpoint import atomic_save, get_rng_state, set_rng_state
 from .comm import (
     all_reduce_sum,
     barrier,
@@ -206,14 +209,14 @@ class ClsTrainer:
             return
         out = self.output_dir
         student = self._student_file(epoch, top1)
-        atomic_save(student, os.path.join(out, LAST_FILE))
+        atomic_torch_save(student, os.path.join(out, LAST_FILE))
         if is_best:
-            atomic_save(student, os.path.join(out, BEST_FILE))
+            atomic_torch_save(student, os.path.join(out, BEST_FILE))
         freq = int(self.cfg.LOG.SAVE_CHECKPOINT_FREQ)
         if freq > 0 and epoch % freq == 0:
-            atomic_save(student, os.path.join(out, f"student_epoch_{epoch}.pth"))
+            atomic_torch_save(student, os.path.join(out, f"student_epoch_{epoch}.pth"))
         # resume.pth last: it is the commit point of the epoch.
-        atomic_save(
+        atomic_torch_save(
             {
                 "model": student["model"],
                 "student_arch": self.cfg.DISTILLER.STUDENT,
@@ -340,11 +343,32 @@ class ClsTrainer:
         return out
 
     def train(self) -> dict[str, Any]:
-        """Run (or continue) training to ``SOLVER.EPOCHS``.
+        """Run (or continue) training to ``SOLVER.EPOCHS``, holding ``OUTPUT_DIR``'s run lock.
 
         Returns:
             ``{"teacher": {...} or None, "last": last epoch's record, "best_top1", "best_epoch"}``.
+
+        Raises:
+            OutputDirLockedError: another run uses ``OUTPUT_DIR``.
         """
+        lock, error = None, None
+        if is_main_process():
+            try:
+                lock = RunLock(self.output_dir).acquire()
+            except OutputDirLockedError as e:
+                error = e
+        failed = torch.tensor([0.0 if error is None else 1.0], device=self.device)
+        if float(all_reduce_sum(failed)) > 0:  # every process stops, not only the main one
+            raise error or OutputDirLockedError(
+                f"OUTPUT_DIR {self.output_dir} is in use by another run (see rank 0)"
+            )
+        try:
+            return self._train()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _train(self) -> dict[str, Any]:
         cfg = self.cfg
         total = int(cfg.SOLVER.EPOCHS)
         self._open_logs()

@@ -6,6 +6,8 @@ https://arxiv.org/abs/2310.03669
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +30,12 @@ def perception(
     A column that is constant over the batch (which includes every column when N = 1) has zero
     variance and maps to zeros: it carries no information relative to the other samples.
 
+    Scale-safe: a column whose magnitude could overflow the variance in the computation dtype
+    (float32 for float32/float16/bfloat16 input: from about ``3e17`` for 1024 rows) is
+    standardised in float64 after an exact power-of-two rescaling, so logits of any finite
+    magnitude give the mathematically right result (never a silent zero). Other columns take
+    the plain path, bit for bit as before. No device synchronisation either way.
+
     Args:
         logits: (N, C) logits; rows are samples (or ROIs), columns are classes.
         eps: added to the variance before the square root.
@@ -42,14 +50,38 @@ def perception(
     if (mean is None) != (var is None):
         raise ValueError("perception takes both mean and var, or neither")
     if mean is None:
-        mean = logits.mean(dim=0, keepdim=True)
-        var = logits.var(dim=0, unbiased=False, keepdim=True)
-    elif mean.shape != (1, logits.shape[1]) or var.shape != (1, logits.shape[1]):
+        return _scale_safe_standardise(logits, eps)
+    if mean.shape != (1, logits.shape[1]) or var.shape != (1, logits.shape[1]):
         raise ValueError(
             f"mean and var must have shape (1, {logits.shape[1]}) for logits of shape "
             f"{tuple(logits.shape)}; got {tuple(mean.shape)} and {tuple(var.shape)}"
         )
     return (logits - mean) * torch.rsqrt(var + eps)
+
+
+def _standardise(x: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
+    mean = x.mean(dim=0, keepdim=True)
+    var = x.var(dim=0, unbiased=False, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def _scale_safe_standardise(logits: torch.Tensor, eps: float) -> torch.Tensor:
+    """:func:`perception` with batch statistics, without overflow at any finite magnitude."""
+    n = logits.shape[0]
+    if n == 0:
+        return _standardise(logits, eps)
+    accumulate = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    # |z - mean| <= 2 max|z|, so N * (2 max|z|)^2 below the dtype's maximum cannot overflow.
+    limit = 0.5 * math.sqrt(torch.finfo(accumulate).max / n)
+    amax = logits.detach().abs().amax(dim=0, keepdim=True)
+    plain = amax <= limit  # (1, C); False for huge (or non-finite) columns
+    # Ordinary columns: the plain computation on unchanged values (bit-identical results).
+    h_plain = _standardise(torch.where(plain, logits, 0), eps)
+    # Huge columns: exact power-of-two rescaling to |y| < 2, then float64 with eps / scale^2.
+    scale = torch.where(plain, 1.0, torch.exp2(torch.floor(torch.log2(amax.double()))))
+    y = torch.where(plain, 0, logits).double() / scale
+    h_huge = _standardise(y, eps / scale / scale)
+    return torch.where(plain, h_plain, h_huge.to(h_plain.dtype))
 
 
 def perception_kl(

@@ -79,7 +79,7 @@ $(D2_06)/.luminet-setup: tools/install_detectron2.py | $(STAMP)
 test-d2-0.6: $(D2_06)/.luminet-setup
 	PYTHONPATH=$(abspath $(D2_06)) $(PY) -c "from importlib.metadata import version; \
 	  import detectron2; print('detectron2', version('detectron2'), 'from', detectron2.__file__)"
-	PYTHONPATH=$(abspath $(D2_06)) $(PY) -m pytest $(D2_TESTS) $(TEST_ARGS)
+	DETECTRON2_SOURCE= PYTHONPATH=$(abspath $(D2_06)) $(PY) -m pytest $(D2_TESTS) $(TEST_ARGS)
 
 bench: $(STAMP)
 	mkdir -p output/bench

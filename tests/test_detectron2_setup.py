@@ -29,7 +29,11 @@ MODEL_ZOO_WITH_PKG_RESOURCES = (
 
 
 @pytest.fixture
-def installer():
+def installer(monkeypatch):
+    """The installer script as a module, with none of its environment variables set (under
+    `make`, DETECTRON2_SOURCE and DETECTRON2_BUILD are)."""
+    for var in ("DETECTRON2_SOURCE", "DETECTRON2_BUILD", "LUMINET_D2_ROUTE"):
+        monkeypatch.delenv(var, raising=False)
     return load_tool("install_detectron2")
 
 
@@ -218,8 +222,6 @@ def archive(tmp_path):
 def test_route_order_and_when_an_installed_build_is_replaced(
     installer, monkeypatch, archive, capsys
 ):
-    for var in ("DETECTRON2_SOURCE", "DETECTRON2_BUILD", "LUMINET_D2_ROUTE"):
-        monkeypatch.delenv(var, raising=False)
     # nothing installed, no source, GitHub unreachable: the 0.6 build
     rec = _Recorder(installer, monkeypatch, installed=None)
     assert installer.main([]) == 0 and rec.built == [("pyonly",)]
@@ -310,11 +312,12 @@ def test_make_reruns_setup_when_the_detectron2_source_changes(tmp_path):
     assert setup() == 1
 
 
-def test_installed_detectron2_is_the_one_the_setup_chose(installer):
+def test_installed_detectron2_is_the_one_the_setup_chose():
     """Under `make`/CI with DETECTRON2_SOURCE set, the tests run against that source's build."""
     source = os.environ.get("DETECTRON2_SOURCE")
     if not source:
         pytest.skip("DETECTRON2_SOURCE is not set")
+    installer = load_tool("install_detectron2")
     version = metadata.version("detectron2")
     if not installer.built_here(version):
         pytest.skip(f"detectron2 {version} was installed outside tools/install_detectron2.py")
@@ -452,3 +455,30 @@ def test_stock_faster_rcnn_trains_and_evaluates(tmp_path):
 
 def test_python_is_supported():
     assert sys.version_info >= (3, 10)
+
+
+def test_feature_report_of_the_installed_detectron2(capsys):
+    """tools/detectron2_features.py: every row measured; upstream main's rows come together."""
+    from detectron2 import _C
+
+    features_tool = load_tool("detectron2_features")
+    report = features_tool.measure()
+    rows = report["features"]
+    assert len(rows) == len(features_tool.FEATURES)
+    assert report["version"] == metadata.version("detectron2")
+    compiled = not getattr(_C, "PYTHON_ONLY_BUILD", False)
+    for name in ("compiled C++ ops (`detectron2._C`)", "fast C++ COCO evaluation"):
+        assert rows[name]["ok"] == compiled, rows[name]
+    assert rows["`model_zoo` imports (setuptools >= 81)"]["ok"]  # the installer's fix
+    main = rows["`padding_constraints` in preprocessing"]["ok"]
+    for name in (
+        "DefaultTrainer checkpoints hold the optimizer",
+        "LRScheduler hook keeps a torch >= 2 scheduler's state",
+        "MapDataset retries a failed sample (Python 3.11)",
+        "`detectron2.export` imports",
+        "ViT / SimpleFeaturePyramid backbones",
+        "FCOS",
+    ):
+        assert rows[name]["ok"] == main, (name, rows[name])
+    assert features_tool.main([]) == 0
+    assert capsys.readouterr().out.count("\n| ") == len(rows)  # one line per row

@@ -73,7 +73,7 @@ test: lint
 	$(PY) -m pytest $(TEST_ARGS)
 
 $(D2_06)/.luminet-setup: tools/install_detectron2.py | $(STAMP)
-	$(PY) tools/install_detectron2.py --route pyonly --target $(D2_06)
+	DETECTRON2_SOURCE= $(PY) tools/install_detectron2.py --route pyonly --target $(D2_06)
 	touch $@
 
 test-d2-0.6: $(D2_06)/.luminet-setup

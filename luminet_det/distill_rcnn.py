@@ -316,13 +316,12 @@ class DistillRCNN(GeneralizedRCNN):
         return heads.box_predictor(heads.box_head(x))[0]
 
     def teacher_images(self, batched_inputs: list[dict]) -> ImageList:
-        """The raw images normalised for the teacher: its channel order, pixel mean and std."""
-        t = self._teacher
-        images = [x["image"].to(t.device) for x in batched_inputs]
+        """The raw images as the teacher's own ``preprocess_image`` prepares them (its pixel
+        mean/std, size divisibility and, where detectron2 has them, padding constraints), after
+        reversing the channel order when the teacher's input format differs."""
         if self._flip_teacher_channels:
-            images = [x.flip(0) for x in images]
-        images = [(x - t.pixel_mean) / t.pixel_std for x in images]
-        return ImageList.from_tensors(images, t.backbone.size_divisibility)
+            batched_inputs = [{"image": x["image"].flip(0)} for x in batched_inputs]
+        return self._teacher.preprocess_image(batched_inputs)
 
     @torch.no_grad()
     def teacher_roi_logits(self, batched_inputs: list[dict], boxes: list[Boxes]) -> torch.Tensor:

@@ -86,6 +86,25 @@ def load_teacher_config(student_cfg: CfgNode, config_file: str | None = None) ->
     return cfg
 
 
+class _NoModelStateDict(Exception):
+    """The file was read, but it holds no ``{"model": state_dict}``."""
+
+
+class _RecordingCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` whose public ``load`` also keeps what it found: the number of
+    tensors in the file and the key comparison, which detectron2 only logs."""
+
+    tensors_in_file: int = 0
+    incompatible = None
+
+    def _load_model(self, checkpoint):
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+            raise _NoModelStateDict(type(checkpoint).__name__)
+        self.tensors_in_file = len(checkpoint["model"])
+        self.incompatible = super()._load_model(checkpoint)
+        return self.incompatible
+
+
 def load_teacher_weights(teacher: GeneralizedRCNN, weights: str) -> None:
     """Load ``weights`` into ``teacher`` and verify that they fit.
 
@@ -110,21 +129,20 @@ def load_teacher_weights(teacher: GeneralizedRCNN, weights: str) -> None:
         ) from e
     if not os.path.isfile(local):
         raise ValueError(f"MODEL.DISTILL.TEACHER_WEIGHTS {weights!r} is not a file")
-    checkpointer = DetectionCheckpointer(teacher)
+    checkpointer = _RecordingCheckpointer(teacher)
     try:
-        checkpoint = checkpointer._load_file(local)
+        checkpointer.load(local)
+    except _NoModelStateDict as e:
+        raise ValueError(
+            f"MODEL.DISTILL.TEACHER_WEIGHTS {weights!r} holds no model state dict (got {e})"
+        ) from None
     except Exception as e:
         raise ValueError(
             f"MODEL.DISTILL.TEACHER_WEIGHTS {weights!r} could not be read as a checkpoint: "
             f"{type(e).__name__}: {e}"
         ) from e
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
-        raise ValueError(
-            f"MODEL.DISTILL.TEACHER_WEIGHTS {weights!r} holds no model state dict "
-            f"(got {type(checkpoint).__name__})"
-        )
-    n_in_file = len(checkpoint["model"])
-    incompatible = checkpointer._load_model(checkpoint)
+    n_in_file = checkpointer.tensors_in_file
+    incompatible = checkpointer.incompatible
     wrong_shape = [k for k, _, _ in incompatible.incorrect_shapes]
     # fvcore drops mis-shaped tensors before loading, so they also come back as missing
     missing = [k for k in incompatible.missing_keys if k not in set(wrong_shape)]

@@ -1,6 +1,7 @@
 """DistillRCNN training steps on a tiny R18-FPN teacher/student pair (CPU, random init)."""
 
 import copy
+import inspect
 
 import pytest
 import torch
@@ -372,3 +373,53 @@ def test_per_image_statistics_errors(teacher_files, changes, message):
     cfg.merge_from_list([x for kv in changes.items() for x in kv])
     with pytest.raises(ValueError, match=message):
         build_model(cfg)
+
+
+def _square_padded(backbone, square_size: int):
+    """Give ``backbone`` upstream's ``padding_constraints`` (as ViTDet's backbones have): pad
+    every batch to a ``square_size`` square."""
+
+    class SquarePadded(type(backbone)):
+        @property
+        def padding_constraints(self):
+            return {"square_size": square_size}
+
+    backbone.__class__ = SquarePadded
+
+
+def test_teacher_is_fed_as_its_own_preprocess_image_feeds_it(teacher_files):
+    """Same tensors as the teacher's own ``preprocess_image`` on the same images in its own
+    channel order, for images of two sizes (padding) and an RGB student of a BGR teacher."""
+    cfg = tiny_distill_cfg(*teacher_files)
+    cfg.INPUT.FORMAT = "RGB"
+    model = _build(cfg)
+    t = model.teacher
+    batch = random_batch(1, size=(128, 160), seed=5) + random_batch(1, size=(96, 200), seed=6)
+    in_teacher_format = [{"image": x["image"][[2, 1, 0]].clone()} for x in batch]
+    got = model.teacher_images(batch)
+    want = t.preprocess_image(in_teacher_format)
+    assert torch.equal(got.tensor, want.tensor) and got.image_sizes == want.image_sizes
+    assert got.tensor.shape[-2:] == (128, 224)  # padded to the FPN's size divisibility, 32
+
+
+def test_teacher_images_follow_the_teachers_padding_constraints(teacher_files):
+    """detectron2 after 0.6: a backbone's ``padding_constraints`` (e.g. ViTDet's square
+    padding) decide the teacher's input size, whatever the student's backbone wants."""
+    from detectron2.structures import ImageList
+
+    if "padding_constraints" not in inspect.signature(ImageList.from_tensors).parameters:
+        pytest.skip("this detectron2 (0.6) has no padding_constraints")
+    model = _build(tiny_distill_cfg(*teacher_files))
+    t = model.teacher
+    _square_padded(t.backbone, 256)
+    batch = random_batch(2, size=(128, 160), seed=7)
+    images = model.teacher_images(batch)
+    assert images.tensor.shape == (2, 3, 256, 256)
+    assert torch.equal(images.tensor, t.preprocess_image(batch).tensor)
+    expected = (batch[1]["image"].float() - t.pixel_mean) / t.pixel_std
+    torch.testing.assert_close(images.tensor[1, :, :128, :160], expected)
+    assert not images.tensor[:, :, 128:].any() and not images.tensor[:, :, :, 160:].any()
+    assert model.preprocess_image(batch).tensor.shape == (2, 3, 128, 160)  # the student's own
+    # the distillation step runs on the square-padded teacher input
+    losses = _step(model, batch)
+    assert torch.isfinite(losses["loss_luminet"])

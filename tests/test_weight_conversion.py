@@ -68,7 +68,11 @@ def test_resnet18_features_match_torchvision(name, norm):
     cfg = detectron2_backbone_config(name)
     cfg.MODEL.RESNETS.NORM = norm
     backbone = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
-    backbone.load_state_dict(_tensors(weights), strict=True)
+    missing, unexpected = backbone.load_state_dict(_tensors(weights), strict=False)
+    assert unexpected == []
+    # Only BN step counters (not used at inference) may be missing: detectron2 after 0.6 keeps
+    # them in the FrozenBatchNorm2d of frozen stages converted from BN.
+    assert all(k.endswith(".num_batches_tracked") for k in missing), missing
 
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():

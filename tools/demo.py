@@ -100,10 +100,18 @@ def _sha(*parts: str) -> str:
 
 
 def _code_fingerprint() -> str:
+    from importlib import metadata
+
     import detectron2
 
+    # detectron2.__version__ is "0.6" for the 0.6 release and upstream main alike; the installed
+    # distribution's version (e.g. 0.6+pyonly, 0.6+git02b5c4e2) tells them apart.
+    try:
+        d2_version = metadata.version("detectron2")
+    except metadata.PackageNotFoundError:
+        d2_version = detectron2.__version__
     sources = [(REPO / s).read_text() for s in KEYED_SOURCES]
-    return _sha(str(DEMO_RECIPE_VERSION), torch.__version__, detectron2.__version__, *sources)
+    return _sha(str(DEMO_RECIPE_VERSION), torch.__version__, d2_version, *sources)
 
 
 class Clock:
@@ -198,6 +206,22 @@ def pretrained_backbone(cfg, tag: str, cache: Path, quick: bool, clock: Clock) -
     return str(path), {**stats, "cached": False}
 
 
+def train_loader(cfg):
+    """detectron2's training loader for ``cfg``, its sampler seeded from the global RNG.
+
+    That is what detectron2 0.6 does by default; upstream main seeds the sampler with
+    ``cfg.SEED`` instead, another data order for the same seed. Passing the sampler gives the same
+    order, and the same demo numbers, on both.
+    """
+    from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+    from detectron2.data.samplers import TrainingSampler
+
+    dataset = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+    )
+    return build_detection_train_loader(cfg, dataset=dataset, sampler=TrainingSampler(len(dataset)))
+
+
 def train(cfg, init_weights: str, name: str, clock: Clock, log_period: int):
     """Train ``cfg``'s model from ``init_weights`` with a compact, seeded loop.
 
@@ -205,7 +229,6 @@ def train(cfg, init_weights: str, name: str, clock: Clock, log_period: int):
         ``(model, seconds)``.
     """
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.data import build_detection_train_loader
     from detectron2.modeling import build_model
     from detectron2.solver import build_lr_scheduler, build_optimizer
     from detectron2.utils.env import seed_all_rng
@@ -215,7 +238,7 @@ def train(cfg, init_weights: str, name: str, clock: Clock, log_period: int):
     model = build_model(cfg)
     DetectionCheckpointer(model).load(init_weights)
     seed_all_rng(cfg.SEED)  # the data order must not depend on what the model build consumed
-    loader = build_detection_train_loader(cfg)
+    loader = train_loader(cfg)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
     max_iter = cfg.SOLVER.MAX_ITER

@@ -26,6 +26,7 @@ from .stages import (
     quick_dataset_spec,
     student_init,
     train,
+    write_text_atomic,
 )
 from .visualize import plot_ap_chart
 
@@ -184,10 +185,10 @@ def run_demo(settings: DemoSettings) -> dict:
         },
         "perception_example": perception_info,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "student_config_last.yaml").write_text(student_cfg_dump)
+    write_text_atomic(out / "results.json", json.dumps(results, indent=1))
+    write_text_atomic(out / "student_config_last.yaml", student_cfg_dump)
     table = markdown_table(results)
-    (out / "results.md").write_text(table + "\n")
+    write_text_atomic(out / "results.md", table + "\n")
     print("\n" + table + "\n", flush=True)
     logger.info("%s done: %s/{results.json,results.md,ap.png,perception.png}", clock, out)
     return results

@@ -10,12 +10,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from luminet.atomic_io import atomic_torch_save, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ __all__ = [
     "evaluate",
     "get_teacher",
     "student_init",
+    "write_text_atomic",
 ]
 
 #: ``configs/demo`` of a source checkout.
@@ -80,6 +82,12 @@ class Clock:
     def __str__(self) -> str:
         s = time.perf_counter() - self.start
         return f"[{int(s // 60):02d}:{int(s % 60):02d}]"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a crash leaves the old file or the new one)."""
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def quick_dataset_spec():
@@ -153,10 +161,8 @@ def pretrained_backbone(cfg, tag: str, cache: Path, quick: bool, clock: Clock) -
         "%s pretraining the %s backbone on train digit crops (%d iters)", clock, tag, spec.iters
     )
     state, stats = pretrain_resnet(cfg, meta.json_file, meta.image_root, spec)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": state}, tmp)
-    os.replace(tmp, path)
-    stats_path.write_text(json.dumps(stats, indent=1))
+    atomic_torch_save({"model": state}, path)
+    write_text_atomic(stats_path, json.dumps(stats, indent=1))
     return str(path), {**stats, "cached": False}
 
 
@@ -271,15 +277,15 @@ def get_teacher(settings, datasets: dict[str, str], cache: Path, clock: Clock):
     tdir.mkdir(parents=True, exist_ok=True)
     logger.info("%s teacher %s: training %d iterations", clock, TEACHER_NAME, cfg.SOLVER.MAX_ITER)
     model, seconds = train(cfg, backbone, f"teacher {TEACHER_NAME}", clock, settings.log_period)
-    torch.save({"model": model.state_dict()}, weights)
-    cfg_file.write_text(cfg.dump())
+    atomic_torch_save({"model": model.state_dict()}, weights)
+    write_text_atomic(cfg_file, cfg.dump())
     metrics = evaluate(model, cfg, tdir / "eval")
     metrics.update(
         iterations=cfg.SOLVER.MAX_ITER,
         seconds=round(seconds, 1),
         pretrain_seconds=round(pre_stats["seconds"], 1) if not pre_stats["cached"] else 0.0,
     )
-    metrics_file.write_text(json.dumps(metrics, indent=1))
+    write_text_atomic(metrics_file, json.dumps(metrics, indent=1))
     logger.info(
         "%s teacher: AP %.2f AP50 %.2f AP75 %.2f",
         clock,
@@ -306,7 +312,5 @@ def student_init(cfg, seed: int, backbone: str, cache: Path) -> str:
         seed_all_rng(seed)
         model = build_model(init_cfg)
         DetectionCheckpointer(model).load(backbone)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict()}, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save({"model": model.state_dict()}, path)
     return str(path)

@@ -15,6 +15,7 @@ import luminet_det  # noqa: F401  (registers DistillRCNN)
 from luminet_det.benchmark import (
     DEFAULT_VARIANTS,
     BenchModels,
+    ReferenceDistillRCNN,
     build_bench_cfgs,
     compute_targets,
     format_table,
@@ -134,11 +135,12 @@ def test_teacher_variant_matches_distill_rcnn_teacher_logits():
     logits = models.step_fn("teacher")()
     model = models.step_fn("luminet").model
     boxes = [p.proposal_boxes for p in models.sampled_proposals()]
-    expected = model.teacher_roi_logits(models.batch, boxes)
+    expected = model.teacher.roi_logits(models.batch, boxes)
     assert logits.shape == (32, 4)
     torch.testing.assert_close(logits, expected)
-    # The reference design is a DistillRCNN that recomputes the student's logits.
-    assert models.build_student("reference").recompute_student_logits
+    assert model.teacher is models.teacher()  # the benchmark times DistillRCNN's own teacher
+    # The reference design is a DistillRCNN subclass that recomputes the student's logits.
+    assert type(models.build_student("reference")) is ReferenceDistillRCNN
     assert models.build_student("student").teacher is None
 
 

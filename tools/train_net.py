@@ -29,7 +29,7 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 
-from luminet_det import add_distill_config, build_teacher, load_teacher_config
+from luminet_det import add_distill_config, build_teacher
 from luminet_det.config import ZOO_PREFIX, resolve_teacher_config_path
 from luminet_det.evaluation import build_coco_evaluator
 
@@ -63,23 +63,32 @@ def register_coco_datasets(specs: list[list[str]] | None) -> None:
         register_coco_instances(name, {}, json_file, image_root)
 
 
+def needs_teacher(cfg: CfgNode, args) -> bool:
+    """Whether this run builds the teacher (training with a loss, or ``--eval-teacher``)."""
+    if args.eval_teacher:
+        return True
+    return not args.eval_only and str(cfg.MODEL.DISTILL.LOSS).lower() != "none"
+
+
 def setup(args) -> CfgNode:
     """Config from ``args.config_file`` and ``args.opts`` plus the usual detectron2 set-up.
 
-    A relative ``MODEL.DISTILL.TEACHER_CONFIG`` is resolved against the config file's folder.
+    When the run builds a teacher, a relative ``MODEL.DISTILL.TEACHER_CONFIG`` is resolved here,
+    once, against the config file's folder (then the working directory), and the absolute path
+    is what the frozen config (and ``config.yaml`` in ``OUTPUT_DIR``) holds.
+
+    Raises:
+        ValueError: when the teacher config is needed and cannot be found.
     """
     cfg = get_cfg()
     add_distill_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     teacher_config = cfg.MODEL.DISTILL.TEACHER_CONFIG
-    if teacher_config and not teacher_config.startswith(ZOO_PREFIX):
-        try:
-            cfg.MODEL.DISTILL.TEACHER_CONFIG = resolve_teacher_config_path(
-                teacher_config, args.config_file
-            )
-        except ValueError:
-            pass  # reported when a teacher is built; --eval-only needs none
+    if needs_teacher(cfg, args) and not teacher_config.startswith(ZOO_PREFIX):
+        cfg.MODEL.DISTILL.TEACHER_CONFIG = resolve_teacher_config_path(
+            teacher_config, args.config_file
+        )
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
@@ -94,9 +103,9 @@ def student_only_cfg(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def teacher_eval_cfg(cfg: CfgNode) -> CfgNode:
-    """The teacher's config, evaluated on the student's test sets, test sizes and loader."""
-    tcfg = load_teacher_config(cfg).clone()
+def teacher_eval_cfg(cfg: CfgNode, teacher_cfg: CfgNode) -> CfgNode:
+    """The teacher's own config, evaluated on the student's test sets, test sizes and loader."""
+    tcfg = teacher_cfg.clone()
     tcfg.defrost()
     tcfg.DATASETS.TEST = cfg.DATASETS.TEST
     tcfg.INPUT.MIN_SIZE_TEST = cfg.INPUT.MIN_SIZE_TEST
@@ -116,10 +125,10 @@ def main(args):
     cfg = setup(args)
 
     if args.eval_teacher:
-        tcfg = teacher_eval_cfg(cfg)
-        teacher = build_teacher(tcfg)
+        teacher = build_teacher(cfg)  # the same teacher object DistillRCNN trains against
+        tcfg = teacher_eval_cfg(cfg, teacher.cfg)
         logger.info("Evaluating the teacher %s", tcfg.MODEL.WEIGHTS)
-        res = Trainer.test(tcfg, teacher)
+        res = Trainer.test(tcfg, teacher.model)
         if comm.is_main_process():
             verify_results(tcfg, res)
         return res

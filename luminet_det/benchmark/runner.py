@@ -77,14 +77,15 @@ def bf16_loss_check(models: BenchModels, luminet_step) -> dict:
         student_logits = model.student_roi_logits(features, boxes)
         target = torch.cat([p.gt_classes for p in sampled])
         values = {}
-        saved = model.teacher_autocast
+        teacher = model.teacher
+        saved = teacher.autocast
         try:
             for mode in ("fp32", "bf16"):
-                model.teacher_autocast = mode
-                t = model.teacher_roi_logits(models.batch, boxes)
+                teacher.autocast = mode
+                t = teacher.roi_logits(models.batch, boxes)
                 values[f"loss_{mode}"] = float(model.distill_loss(student_logits, t, target))
         finally:
-            model.teacher_autocast = saved
+            teacher.autocast = saved
     return values
 
 

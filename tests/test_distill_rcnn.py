@@ -286,7 +286,6 @@ def test_mobilenetv2_student_of_a_resnet_teacher(teacher_files):
         **{
             "MODEL.BACKBONE.NAME": "build_mobilenetv2_fpn_backbone",
             "MODEL.MOBILENETV2.NORM": "BN",
-            "MODEL.MOBILENETV2.FREEZE_AT": 0,
         },
     )
     model = _build(cfg)

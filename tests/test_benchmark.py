@@ -6,6 +6,8 @@ the speed of anything.
 
 import dataclasses
 import json
+import logging
+import re
 
 import pytest
 import torch
@@ -107,10 +109,19 @@ def test_compute_targets_met_and_not_met():
     assert "| luminet | 156.0 |" in format_table(timing, memory)
 
 
-def test_time_interleaved_rotates_the_order_and_skips_warmup():
+def test_time_interleaved_rotates_the_order_and_skips_warmup(caplog):
     calls = []
     steps = {name: (lambda n=name: calls.append(n)) for name in ("a", "b", "c")}
-    times = time_interleaved(steps, n_steps=3, warmup=1)
+    with caplog.at_level(logging.INFO, logger="luminet_det.benchmark"):
+        times = time_interleaved(steps, n_steps=3, warmup=1)
+    # one progress line per round: every variant's step time, elapsed time and ETA
+    lines = [r.getMessage() for r in caplog.records if "round" in r.getMessage()]
+    assert len(lines) == 4
+    assert re.fullmatch(
+        r"\[\d\d:\d\d\] round 1/4 \(warm-up\): a \d+\.\d\ds b \S+ c \S+ \| elapsed \d+s, ETA \d+s",
+        lines[0],
+    )
+    assert "round 4/4 (step 3/3)" in lines[3]
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert calls[:6] == ["a", "b", "c", "b", "c", "a"]
     assert all(t >= 0 for v in times.values() for t in v)

@@ -207,7 +207,14 @@ def run_scaling(
                 row["student_peak_mib"] = mem["student"]["peak_bytes"] / MIB
                 row["luminet_peak_mib"] = mem["luminet"]["peak_bytes"] / MIB
             rows.append(row)
-            logger.info("scaling images=%d rois=%d: %s", n, r, row)
+            logger.info(
+                "scaling images=%d rois=%d: student %.1f ms, teacher %.1f ms, luminet %.1f ms",
+                n,
+                r,
+                row["student_ms"],
+                row["teacher_ms"],
+                row["luminet_ms"],
+            )
     return {
         "settings": dataclasses.asdict(settings),
         "environment": environment(settings, threads),

@@ -120,6 +120,20 @@ def test_dkd_tckd_plus_nckd_decomposes_kd(logits):
     assert full == pytest.approx(tckd + (1 - p_t) * nckd, rel=1e-4)
 
 
+def test_dkd_non_target_term_is_exact_when_the_target_leads_by_far():
+    """The official code removes the target column by subtracting 1000 from it (in logit / T
+    units), which leaks the target back when it leads by more than 1000 T; ours masks it out
+    exactly: NCKD equals the KL of the softmaxes over the non-target columns alone."""
+    t = torch.tensor([[2000.0, 1.0, 0.0, -1.0], [0.5, 3000.0, 0.0, 2.0]])
+    s = torch.tensor([[0.0, 2.0, 0.0, -1.0], [1.0, 0.0, -2.0, 0.0]])
+    y = torch.tensor([0, 1])
+    nckd = dkd_loss(s, t, y, alpha=0.0, beta=1.0, temperature=1.0)
+    keep = ~torch.nn.functional.one_hot(y, 4).bool()
+    s_nt, t_nt = s[keep].view(2, 3), t[keep].view(2, 3)
+    expected = kd_loss(s_nt, t_nt, temperature=1.0)
+    assert torch.isfinite(nckd) and nckd.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 # --- properties ------------------------------------------------------------------------------
 
 

@@ -98,6 +98,16 @@ class NamedRegistry(Registry):
 
         return deco if obj is None else deco(obj)
 
+    def remove(self, name: str) -> Any:
+        """Unregister ``name`` (any case) and return its object.
+
+        Raises:
+            KeyError: for an unknown name.
+        """
+        canonical = self.canonical(name)
+        del self._by_key[canonical.lower()]
+        return self._obj_map.pop(canonical)
+
     def canonical(self, name: str) -> str:
         """The registered spelling of ``name`` (any case).
 

@@ -82,6 +82,9 @@ def load_teacher_config(student_cfg: CfgNode, config_file: str | None = None) ->
     path = resolve_teacher_config_path(student_cfg.MODEL.DISTILL.TEACHER_CONFIG, config_file)
     cfg = get_cfg()
     add_distill_config(cfg)
+    # A teacher does not distil: its MODEL.DISTILL is not read, so sections of losses that are
+    # not registered in this process (a config dumped by a run with a plugin loss) are accepted.
+    cfg.MODEL.DISTILL.set_new_allowed(True)
     try:
         cfg.merge_from_file(path)
     except Exception as e:  # yacs raises several types (KeyError, AssertionError, yaml errors)

@@ -11,7 +11,7 @@ import torch
 from luminet.config import load_config
 from luminet.config.config import teacher_names
 from luminet.distillers import build_distiller, build_student, build_teacher, distill_loss_settings
-from luminet.losses import register_distill_loss
+from luminet.losses import register_distill_loss, unregister_distill_loss
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CIFAR_CONFIGS = sorted(
@@ -185,6 +185,14 @@ def test_third_party_loss_gets_its_own_config_section():
             gap = (logits_student - logits_teacher.detach()).abs() - self.margin
             return gap.clamp_min(0).mean()
 
+    try:
+        _check_margin_section()
+    finally:  # other tests dump configs with a section per registered loss
+        unregister_distill_loss("test_cls_margin")
+    assert "TEST_CLS_MARGIN" not in load_config(None)
+
+
+def _check_margin_section():
     cfg = load_config(
         None,
         ["DISTILLER.TYPE", "test_cls_margin", "DISTILLER.TEACHER", "resnet8",

@@ -16,6 +16,7 @@ from luminet.losses import (
     luminet_loss,
     perception,
     register_distill_loss,
+    unregister_distill_loss,
 )
 
 
@@ -285,12 +286,19 @@ def test_third_party_registration():
         def forward(self, logits_student, logits_teacher, target=None):
             return self.scale * (logits_student - logits_teacher.detach()).pow(2).mean()
 
-    loss = build_distill_loss("test_l2_logits", scale=2.0)
-    assert loss(torch.ones(2, 3), torch.zeros(2, 3)).item() == 2.0
-    with pytest.raises(ValueError, match="already registered"):
-        register_distill_loss("test_l2_logits", lambda: None)
-    with pytest.raises(ValueError, match="reserved"):
-        register_distill_loss("none", L2Logits)
+    try:
+        loss = build_distill_loss("test_l2_logits", scale=2.0)
+        assert loss(torch.ones(2, 3), torch.zeros(2, 3)).item() == 2.0
+        with pytest.raises(ValueError, match="already registered"):
+            register_distill_loss("test_l2_logits", lambda: None)
+        with pytest.raises(ValueError, match="already registered.*case-insensitive"):
+            register_distill_loss("TEST_L2_Logits", lambda: None)
+        assert get_distill_loss("Test_L2_Logits") is L2Logits
+        with pytest.raises(ValueError, match="reserved"):
+            register_distill_loss("none", L2Logits)
+    finally:  # other tests dump configs with a section per registered loss
+        assert unregister_distill_loss("test_l2_logits") is L2Logits
+    assert "test_l2_logits" not in available_distill_losses()
 
 
 _PINNED = {"luminet_T4": 0.052070777863264084}

@@ -136,3 +136,23 @@ def test_bad_teacher_settings(teacher_files):
         teacher.autocast = "int8"
     teacher.autocast = "bf16"
     assert teacher.autocast == "bf16"
+
+
+def test_teacher_config_with_sections_of_unregistered_losses_is_read(teacher_files, tmp_path):
+    """A teacher config dumped by a run with a plugin loss holds its MODEL.DISTILL section; the
+    teacher does not distil, so the section is accepted where the plugin is not registered."""
+    config, weights, _ = teacher_files
+    text = (
+        open(config)
+        .read()
+        .replace("  DISTILL:\n", "  DISTILL:\n    SOME_PLUGIN_LOSS:\n      GAMMA: 2.0\n", 1)
+    )
+    assert "SOME_PLUGIN_LOSS" in text
+    path = tmp_path / "teacher_with_plugin_section.yaml"
+    path.write_text(text)
+    teacher = build_teacher(tiny_distill_cfg(str(path), weights))
+    assert teacher.cfg.MODEL.DISTILL.SOME_PLUGIN_LOSS.GAMMA == 2.0
+    # the student's own config stays strict about unknown keys
+    student = tiny_distill_cfg(str(path), weights)
+    with pytest.raises(KeyError, match="MODEL.DISTILL.SOME_PLUGIN_LOSS"):
+        student.merge_from_file(str(path))

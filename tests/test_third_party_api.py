@@ -7,7 +7,12 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from torch import nn
 
-from luminet.losses import available_distill_losses, build_distill_loss, register_distill_loss
+from luminet.losses import (
+    available_distill_losses,
+    build_distill_loss,
+    register_distill_loss,
+    unregister_distill_loss,
+)
 from luminet_det import add_distill_config, build_distill_loss_from_cfg
 from luminet_det.testing import random_batch, tiny_rcnn_cfg, write_teacher
 
@@ -59,7 +64,6 @@ def test_loss_from_model_code_on_roi_logits():
     assert torch.isfinite(dkd(logits_s.detach(), logits_t, gt_classes))
 
 
-@register_distill_loss("test_scaled_l2", config={"SCALE": 1.0})
 class ScaledL2Logits(nn.Module):
     """A new loss registered by name, with its config section: scale * mean squared difference
     of the logits."""
@@ -73,6 +77,15 @@ class ScaledL2Logits(nn.Module):
     def forward(self, logits_student, logits_teacher, target=None):
         ScaledL2Logits.calls.append((tuple(logits_student.shape), target is not None))
         return self.scale * (logits_student - logits_teacher).pow(2).mean()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def registered_losses():
+    """The third party's losses, registered for this module's tests only (configs dumped by
+    other tests must not carry their sections)."""
+    register_distill_loss("test_scaled_l2", ScaledL2Logits, config={"SCALE": 1.0})
+    yield
+    unregister_distill_loss("test_scaled_l2")
 
 
 def test_switch_an_existing_project_to_distillation_by_config(tmp_path):
@@ -139,6 +152,16 @@ def test_third_party_loss_gets_its_own_config_section(tmp_path):
     """``register_distill_loss(name, factory, config=...)``: section MODEL.DISTILL.<NAME>, keys
     lower-cased are the keyword arguments, checked against the signature; errors name the key."""
     register_distill_loss("test_kd_sigmoid", KDSigmoid, config={"GAMMA": 2.0})
+    try:
+        _check_kd_sigmoid_sections(tmp_path)
+    finally:
+        unregister_distill_loss("test_kd_sigmoid")
+    cfg = tiny_rcnn_cfg()
+    add_distill_config(cfg)
+    assert "TEST_KD_SIGMOID" not in cfg.MODEL.DISTILL
+
+
+def _check_kd_sigmoid_sections(tmp_path):
     teacher_cfg, teacher_weights, _ = write_teacher(str(tmp_path), seed=3)
 
     def cfg_with(*opts):

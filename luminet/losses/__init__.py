@@ -29,6 +29,7 @@ from .registry import (
     distill_loss_config,
     get_distill_loss,
     register_distill_loss,
+    unregister_distill_loss,
 )
 from .statistics import LUMINET_STATS, PerGroupLoss, build_luminet_loss
 
@@ -52,6 +53,7 @@ __all__ = [
     "NO_DISTILLATION",
     "DISTILL_LOSS_REGISTRY",
     "register_distill_loss",
+    "unregister_distill_loss",
     "get_distill_loss",
     "build_distill_loss",
     "available_distill_losses",

@@ -37,6 +37,7 @@ __all__ = [
     "NO_DISTILLATION",
     "DISTILL_LOSS_REGISTRY",
     "register_distill_loss",
+    "unregister_distill_loss",
     "get_distill_loss",
     "build_distill_loss",
     "available_distill_losses",
@@ -101,6 +102,24 @@ def register_distill_loss(
         return obj
 
     return _register if factory is None else _register(factory)
+
+
+def unregister_distill_loss(name: str) -> Callable[..., Any]:
+    """Remove the loss registered under ``name`` (and its config section declaration).
+
+    Configs made afterwards have no section for it; configs dumped while it was registered
+    (they hold its section) need it registered again to be loaded.
+
+    Returns:
+        The removed factory.
+
+    Raises:
+        KeyError: for an unknown name.
+    """
+    factory = get_distill_loss(name)
+    DISTILL_LOSS_REGISTRY.remove(name)
+    _CONFIG.pop(str(name).lower(), None)
+    return factory
 
 
 def available_distill_losses() -> list[str]:

@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 import logging
 
-from luminet_det.data import DigitScenesSpec, build_digit_scenes, generated_root
+from luminet_det.demo import DigitScenesSpec, build_digit_scenes, generated_root
 
 
 def main(argv: list[str] | None = None) -> None:

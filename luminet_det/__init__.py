@@ -1,27 +1,36 @@
 """LumiNet knowledge distillation for Detectron2.
 
 Importing this package registers its detectron2 components: the ``DistillRCNN``
-meta-architecture, the backbones of :mod:`luminet_det.backbones` and the datasets of
-:mod:`luminet_det.data`. ``add_distill_config(cfg)`` adds every config key of the project.
+meta-architecture and the backbones of :mod:`luminet_det.backbones` (no dataset: the demo's
+digit scenes live in :mod:`luminet_det.demo` and are registered on use).
+``add_distill_config(cfg)`` adds every config key of the project.
 """
 
 from . import backbones as _backbones  # noqa: F401  (registration)
-from . import data as _data  # noqa: F401  (registration)
-from .config import add_distill_config, resolve_teacher_config_path
-from .distill_rcnn import DistillRCNN, build_distill_loss_from_cfg
-from .distributed_perception import GatheredLumiNetLoss, gathered_luminet_loss
-from .teacher import build_teacher, load_teacher_config, load_teacher_weights
+from .box_head import box_class_logits, check_box_head_model
+from .config import (
+    add_distill_config,
+    add_distill_loss_sections,
+    build_distill_loss_from_cfg,
+    resolve_teacher_config_path,
+)
+from .distill_rcnn import DistillRCNN, check_roi_teacher
+from .teacher import Teacher, build_teacher, load_teacher_config
+from .teacher_weights import load_teacher_weights
 
 __all__ = [
     "add_distill_config",
+    "add_distill_loss_sections",
+    "build_distill_loss_from_cfg",
     "resolve_teacher_config_path",
     "DistillRCNN",
-    "build_distill_loss_from_cfg",
-    "GatheredLumiNetLoss",
-    "gathered_luminet_loss",
+    "check_roi_teacher",
+    "Teacher",
     "build_teacher",
     "load_teacher_config",
     "load_teacher_weights",
+    "box_class_logits",
+    "check_box_head_model",
 ]
 
 __version__ = "0.1.0"

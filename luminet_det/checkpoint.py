@@ -1,7 +1,7 @@
-"""Student-only checkpoints from checkpoints that also hold a teacher (or other extras).
+"""Checkpoint files: read any of the layouts found in the wild, and extract a student.
 
-DistillRCNN's own checkpoints need none of this (they hold the student only); this is for files
-written by other distillation code, where the student's GeneralizedRCNN keys are either
+DistillRCNN's own checkpoints hold the student only; :func:`extract_student_state_dict` is for
+files written by other distillation code, where the student's GeneralizedRCNN keys are either
 prefixed (``student.backbone...``) or top-level next to ``teacher.*`` and helper modules.
 """
 
@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from detectron2.utils.file_io import PathManager
 
+from luminet.models import extract_state_dict
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["GENERALIZED_RCNN_PREFIXES", "extract_student_state_dict", "load_state_dict_file"]
@@ -23,10 +25,19 @@ __all__ = ["GENERALIZED_RCNN_PREFIXES", "extract_student_state_dict", "load_stat
 GENERALIZED_RCNN_PREFIXES = ("backbone.", "proposal_generator.", "roi_heads.")
 
 
-def load_state_dict_file(path: str) -> dict:
-    """The model state dict stored in ``path`` (``.pth``/``.pt`` via torch, ``.pkl`` via pickle).
+def _numpy_to_tensors(obj):
+    if isinstance(obj, dict):
+        return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in obj.items()}
+    return obj
 
-    A ``{"model": state_dict, ...}`` wrapper is unwrapped; numpy arrays become tensors.
+
+def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
+    """The model state dict stored in ``path`` (``.pkl`` via pickle, anything else via torch).
+
+    Accepts detectron2's model-zoo pickles (numpy arrays under ``"model"``), our and detectron2's
+    ``.pth`` checkpoints, plain state dicts and the ``state_dict`` / ``model_state`` wrappers (see
+    :func:`luminet.models.extract_state_dict`); numpy arrays become tensors and a leading
+    ``module.`` is removed.
 
     Raises:
         ValueError: when the file cannot be read or holds no dict of tensors.
@@ -39,22 +50,16 @@ def load_state_dict_file(path: str) -> dict:
                 data = torch.load(f, map_location="cpu", weights_only=False)
     except Exception as e:
         raise ValueError(f"cannot read checkpoint {path!r}: {type(e).__name__}: {e}") from e
-    for key in ("model", "state_dict", "model_state"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-            break
-    if not isinstance(data, dict) or not data:
-        raise ValueError(f"checkpoint {path!r} holds no state dict (got {type(data).__name__})")
-    out = {}
-    for k, v in data.items():
-        if isinstance(v, np.ndarray):
-            v = torch.from_numpy(v)
-        if not isinstance(v, torch.Tensor):
-            raise ValueError(
-                f"checkpoint {path!r}: entry {k!r} is a {type(v).__name__}, not a tensor"
-            )
-        out[k] = v
-    return out
+    if isinstance(data, dict) and isinstance(data.get("model_state"), dict):
+        data = data["model_state"]  # pycls
+    data = _numpy_to_tensors(data)
+    if isinstance(data, dict):
+        data = {k: _numpy_to_tensors(v) if k in ("model", "state_dict") else v
+                for k, v in data.items()}  # fmt: skip
+    try:
+        return dict(extract_state_dict(data))
+    except ValueError as e:
+        raise ValueError(f"checkpoint {path!r}: {e}") from e
 
 
 def extract_student_state_dict(
@@ -77,7 +82,7 @@ def extract_student_state_dict(
     Raises:
         ValueError: when no student key is found.
     """
-    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = dict(extract_state_dict(state))  # removes a leading "module."
     prefixed = bool(student_prefix) and any(k.startswith(student_prefix) for k in state)
     student, dropped = {}, Counter()
     for k, v in state.items():

@@ -1,30 +1,49 @@
-"""Config keys of detection distillation (``MODEL.DISTILL.*``) and teacher-config resolution."""
+"""Config keys of detection distillation (``MODEL.DISTILL.*``), the rule from them to the loss,
+and teacher-config resolution."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 from detectron2.config import CfgNode as CN
+from torch import nn
+
+from luminet.losses import (
+    DISTILL_LOSS_REGISTRY,
+    NO_DISTILLATION,
+    SharedKey,
+    build_distill_loss_from_config,
+    distill_loss_config,
+    get_distill_loss,
+)
 
 from .dataset_check import add_data_check_config
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_distill_config", "resolve_teacher_config_path", "distill_loss_kwargs", "ZOO_PREFIX"]
+__all__ = [
+    "add_distill_config",
+    "add_distill_loss_sections",
+    "build_distill_loss_from_cfg",
+    "resolve_teacher_config_path",
+    "ZOO_PREFIX",
+    "DEFAULT_TEMPERATURE",
+]
 
 #: Prefix that names a config shipped inside detectron2's model zoo,
 #: e.g. ``zoo://COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml``.
 ZOO_PREFIX = "zoo://"
 
-TEACHER_AUTOCAST_CHOICES = ("", "fp32", "bf16", "fp16")
+#: Default of ``MODEL.DISTILL.TEMPERATURE``.
+DEFAULT_TEMPERATURE = 1.0
 
 
 def add_distill_config(cfg: CN) -> CN:
     """Add every config key of this project to ``cfg`` (in place; calling it twice is harmless).
 
-    Adds ``MODEL.DISTILL.*`` and, when the MobileNetV2 backbone is available,
+    Adds ``MODEL.DISTILL.*`` (with a section ``MODEL.DISTILL.<NAME>`` per registered loss, see
+    :func:`add_distill_loss_sections`) and, when the MobileNetV2 backbone is available,
     ``MODEL.MOBILENETV2.*``.
 
     Args:
@@ -42,44 +61,41 @@ def add_distill_config(cfg: CN) -> CN:
         # format, backbone and heads; it sees the student's (resized) images.
         _C.MODEL.DISTILL.TEACHER_CONFIG = ""
         # Teacher checkpoint: a path or any URL detectron2's checkpointer reads
-        # (e.g. detectron2://...). Loaded when the model is built and checked against the config.
+        # (e.g. detectron2://...). Loaded when the model is built; it must fit the teacher
+        # config exactly (see luminet_det/teacher_weights.py for what is tolerated).
         _C.MODEL.DISTILL.TEACHER_WEIGHTS = ""
         # Registered distillation loss: "luminet", "kd", "dkd", any name registered with
         # luminet.losses.register_distill_loss, or "none" (student alone: no teacher is built).
+        # The loss's keyword arguments come from its section MODEL.DISTILL.<NAME> (keys in
+        # upper case) plus the shared TEMPERATURE.
         _C.MODEL.DISTILL.LOSS = "luminet"
         # Weight of the distillation term in the total loss.
         _C.MODEL.DISTILL.LOSS_WEIGHT = 1.0
-        # Softmax temperature of the distillation loss (luminet, kd, dkd).
-        _C.MODEL.DISTILL.TEMPERATURE = 1.0
+        # Softmax temperature, passed to every loss that takes a "temperature" (luminet, kd,
+        # dkd); an error for a loss that does not, unless left at the default.
+        _C.MODEL.DISTILL.TEMPERATURE = DEFAULT_TEMPERATURE
         # Linear ramp of the distillation term over the first iterations:
         # weight * min(iter / WARMUP_ITERS, 1). 0 disables the ramp.
         _C.MODEL.DISTILL.WARMUP_ITERS = 0
+        # Autocast of the teacher's forward: "" (whatever the caller runs under, e.g. the AMP
+        # trainer's autocast), "fp32" (autocast off), "bf16" or "fp16".
+        _C.MODEL.DISTILL.TEACHER_AUTOCAST = ""
         _C.MODEL.DISTILL.LUMINET = CN()
         # Variance stabiliser of LumiNet's per-class standardisation.
         _C.MODEL.DISTILL.LUMINET.EPS = 1e-5
         # Over which ROIs the per-class statistics are taken: "batch" (all sampled ROIs of the
-        # process, the default) or "image" (each image's sampled ROIs separately; the loss is
-        # then the ROI-weighted mean of the per-image losses).
+        # process, the default, like the authors' per-GPU code), "image" (each image's sampled
+        # ROIs separately; the loss is the ROI-weighted mean of the per-image losses) or
+        # "global" (the sampled ROIs of all processes, with the exact gradient: one
+        # all-reduce forward and one backward per step).
         _C.MODEL.DISTILL.LUMINET.STATS = "batch"
+        # KD takes the shared TEMPERATURE only.
+        _C.MODEL.DISTILL.KD = CN()
         _C.MODEL.DISTILL.DKD = CN()
         # DKD weights of the target-class (ALPHA) and non-target-class (BETA) terms.
         _C.MODEL.DISTILL.DKD.ALPHA = 1.0
         _C.MODEL.DISTILL.DKD.BETA = 0.25
-        # Extra keyword arguments of the loss factory, as a JSON object string, e.g.
-        # '{"margin": 0.5}'. Needed for losses registered by name outside this project;
-        # for luminet/kd/dkd its entries override the keys above.
-        _C.MODEL.DISTILL.LOSS_KWARGS = ""
-        # LumiNet only: compute the per-class mean/variance over the ROIs of ALL processes
-        # (all-reduced sum, sum of squares and count; the local part stays differentiable).
-        # Default False: statistics over the ROIs of each process, like the authors' code.
-        _C.MODEL.DISTILL.GATHER_STATS = False
-        # Autocast of the teacher's forward: "" (whatever the caller runs under, e.g. the AMP
-        # trainer's autocast), "fp32" (autocast off), "bf16" or "fp16".
-        _C.MODEL.DISTILL.TEACHER_AUTOCAST = ""
-        # For benchmarking only: run the student's box head a second time on the sampled
-        # proposals to get the distillation logits (the design of public Detectron2 KD code)
-        # instead of reusing the logits of the student's own ROI-head pass.
-        _C.MODEL.DISTILL.RECOMPUTE_STUDENT_LOGITS = False
+    add_distill_loss_sections(cfg)
 
     add_data_check_config(cfg)  # DATALOADER.CHECK.*
     from . import backbones
@@ -88,6 +104,72 @@ def add_distill_config(cfg: CN) -> CN:
     if add_backbone_config is not None and "MOBILENETV2" not in cfg.MODEL:
         add_backbone_config(cfg)
     return cfg
+
+
+def add_distill_loss_sections(cfg: CN) -> CN:
+    """Add ``MODEL.DISTILL.<NAME>`` for every registered loss that has no section yet.
+
+    The section holds the keys declared at registration
+    (``register_distill_loss(name, factory, config={"GAMMA": 2.0})``), possibly none. Call
+    :func:`add_distill_config` (which calls this) again after registering a loss if ``cfg``
+    was made before.
+
+    Raises:
+        ValueError: when a loss's name collides with a ``MODEL.DISTILL`` key that is not a section.
+    """
+    d = cfg.MODEL.DISTILL
+    for name in DISTILL_LOSS_REGISTRY.names():
+        section = name.upper()
+        if section not in d:
+            d[section] = CN(distill_loss_config(name))
+        elif not isinstance(d[section], CN):
+            raise ValueError(
+                f"distillation loss {name!r} would get section MODEL.DISTILL.{section}, which is "
+                "already a key; register the loss under another name"
+            )
+    return cfg
+
+
+def build_distill_loss_from_cfg(cfg: CN) -> nn.Module | None:
+    """The distillation loss ``cfg.MODEL.DISTILL`` describes (None for "none").
+
+    The one rule (see :mod:`luminet.losses.config`): loss ``name`` takes the keys of
+    ``MODEL.DISTILL.<NAME>``, lower-cased, as keyword arguments, plus ``MODEL.DISTILL.TEMPERATURE``
+    if it takes a ``temperature``; errors name the config key.
+
+    Raises:
+        KeyError: unknown ``MODEL.DISTILL.LOSS``.
+        ValueError: bad loss arguments (naming their config keys), or a loss with trainable
+            parameters.
+    """
+    d = cfg.MODEL.DISTILL
+    name = str(d.LOSS).lower()
+    if name == NO_DISTILLATION:
+        return None
+    try:
+        get_distill_loss(name)
+    except KeyError as e:
+        raise KeyError(f"MODEL.DISTILL.LOSS: {e.args[0]}") from e
+    section = name.upper()
+    loss = build_distill_loss_from_config(
+        name,
+        d.get(section),
+        f"MODEL.DISTILL.{section}",
+        shared=[
+            SharedKey(
+                "temperature", "MODEL.DISTILL.TEMPERATURE", d.TEMPERATURE, DEFAULT_TEMPERATURE
+            )
+        ],
+    )
+    if not callable(loss):
+        raise ValueError(f"distillation loss {d.LOSS!r} built a non-callable {loss!r}")
+    if isinstance(loss, nn.Module) and any(p.requires_grad for p in loss.parameters()):
+        raise ValueError(
+            f"distillation loss {d.LOSS!r} has trainable parameters; DistillRCNN keeps the loss "
+            "outside the student (checkpoints hold the student only), so they would never be "
+            "saved. Put them in the student model instead."
+        )
+    return loss
 
 
 def resolve_teacher_config_path(path: str, config_file: str | None = None) -> str:
@@ -135,35 +217,3 @@ def resolve_teacher_config_path(path: str, config_file: str | None = None) -> st
     raise ValueError(
         f"MODEL.DISTILL.TEACHER_CONFIG {path!r} is not a file (looked at: {', '.join(candidates)})"
     )
-
-
-def distill_loss_kwargs(cfg: CN) -> dict:
-    """Keyword arguments for ``build_distill_loss(cfg.MODEL.DISTILL.LOSS, **kwargs)``.
-
-    Raises:
-        ValueError: when ``MODEL.DISTILL.LOSS_KWARGS`` is not a JSON object.
-    """
-    d = cfg.MODEL.DISTILL
-    name = str(d.LOSS).lower()
-    if name == "luminet":
-        kwargs = {"temperature": d.TEMPERATURE, "eps": d.LUMINET.EPS}
-    elif name == "kd":
-        kwargs = {"temperature": d.TEMPERATURE}
-    elif name == "dkd":
-        kwargs = {"temperature": d.TEMPERATURE, "alpha": d.DKD.ALPHA, "beta": d.DKD.BETA}
-    else:
-        kwargs = {}
-    if d.LOSS_KWARGS:
-        try:
-            extra = json.loads(d.LOSS_KWARGS)
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"MODEL.DISTILL.LOSS_KWARGS must be a JSON object string; got {d.LOSS_KWARGS!r} "
-                f"({e})"
-            ) from e
-        if not isinstance(extra, dict):
-            raise ValueError(
-                f"MODEL.DISTILL.LOSS_KWARGS must be a JSON object; got {d.LOSS_KWARGS!r}"
-            )
-        kwargs.update(extra)
-    return kwargs

@@ -20,11 +20,12 @@ from luminet_det.backbones.mobilenetv2 import make_divisible
 STAGES = ["res2", "res3", "res4", "res5"]
 
 
-def _cfg(**mobilenet):
+def _cfg(freeze_at: int = 2, **mobilenet):
     cfg = get_cfg()
     add_mobilenetv2_config(cfg)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.BACKBONE.NAME = "build_mobilenetv2_fpn_backbone"
+    cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at
     cfg.MODEL.FPN.IN_FEATURES = list(STAGES)
     cfg.MODEL.FPN.OUT_CHANNELS = 32
     for key, value in mobilenet.items():
@@ -92,7 +93,7 @@ def test_out_features_prunes_later_stages():
     [("FrozenBN", FrozenBatchNorm2d), ("BN", nn.BatchNorm2d), ("SyncBN", nn.SyncBatchNorm)],
 )
 def test_norm_option(norm, expected):
-    model = build_mobilenetv2_backbone(_cfg(NORM=norm, FREEZE_AT=0), ShapeSpec(channels=3))
+    model = build_mobilenetv2_backbone(_cfg(NORM=norm, freeze_at=0), ShapeSpec(channels=3))
     assert _norm_types(model) == {expected}
     model.eval()
     with torch.no_grad():
@@ -109,6 +110,18 @@ def test_freeze_at(freeze_at):
         frozen = idx <= freeze_at
         assert all(p.requires_grad != frozen for p in part.parameters()), name
         assert _norm_types(part) == ({FrozenBatchNorm2d} if frozen else {nn.BatchNorm2d}), name
+
+
+@pytest.mark.parametrize("freeze_at", [0, 1, 3])
+def test_the_frozen_stages_are_model_backbone_freeze_at(freeze_at):
+    """One key: detectron2's MODEL.BACKBONE.FREEZE_AT (0 used to leave 9 stem tensors frozen)."""
+    backbone = build_backbone(_cfg(freeze_at, NORM="BN")).bottom_up
+    reference = MobileNetV2(norm="BN", freeze_at=freeze_at)
+    assert [p.requires_grad for p in backbone.parameters()] == [
+        p.requires_grad for p in reference.parameters()
+    ]
+    if freeze_at == 0:
+        assert all(p.requires_grad for p in backbone.parameters())
 
 
 def test_frozen_parts_get_no_gradient():
@@ -139,7 +152,6 @@ def test_add_config_is_idempotent_and_keeps_user_values():
     cfg = get_cfg()
     add_mobilenetv2_config(cfg)
     assert cfg.MODEL.MOBILENETV2.NORM == "FrozenBN"
-    assert cfg.MODEL.MOBILENETV2.FREEZE_AT == 2
     assert cfg.MODEL.MOBILENETV2.OUT_FEATURES == STAGES
     cfg.merge_from_list(["MODEL.MOBILENETV2.WIDTH_MULT", 0.5, "MODEL.MOBILENETV2.LAST_CONV", False])
     add_mobilenetv2_config(cfg)
@@ -148,7 +160,6 @@ def test_add_config_is_idempotent_and_keeps_user_values():
     assert set(cfg.MODEL.MOBILENETV2) == {
         "WIDTH_MULT",
         "NORM",
-        "FREEZE_AT",
         "OUT_FEATURES",
         "LAST_CONV",
     }
@@ -165,7 +176,7 @@ def test_builder_without_config_keys_raises():
 
 
 def test_fpn_backbone_outputs_p2_to_p6():
-    backbone = build_backbone(_cfg(NORM="BN", FREEZE_AT=0)).eval()
+    backbone = build_backbone(_cfg(NORM="BN", freeze_at=0)).eval()
     shapes = backbone.output_shape()
     assert {k: v.stride for k, v in shapes.items()} == {
         "p2": 4,
@@ -192,7 +203,7 @@ def test_fpn_in_features_must_be_produced():
 
 
 def test_faster_rcnn_with_mobilenetv2_fpn_trains_one_step():
-    cfg = _cfg(NORM="BN", FREEZE_AT=0)
+    cfg = _cfg(NORM="BN", freeze_at=0)
     cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
     cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
     cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"

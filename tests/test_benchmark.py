@@ -6,6 +6,8 @@ the speed of anything.
 
 import dataclasses
 import json
+import logging
+import re
 
 import pytest
 import torch
@@ -15,6 +17,7 @@ import luminet_det  # noqa: F401  (registers DistillRCNN)
 from luminet_det.benchmark import (
     DEFAULT_VARIANTS,
     BenchModels,
+    ReferenceDistillRCNN,
     build_bench_cfgs,
     compute_targets,
     format_table,
@@ -106,10 +109,19 @@ def test_compute_targets_met_and_not_met():
     assert "| luminet | 156.0 |" in format_table(timing, memory)
 
 
-def test_time_interleaved_rotates_the_order_and_skips_warmup():
+def test_time_interleaved_rotates_the_order_and_skips_warmup(caplog):
     calls = []
     steps = {name: (lambda n=name: calls.append(n)) for name in ("a", "b", "c")}
-    times = time_interleaved(steps, n_steps=3, warmup=1)
+    with caplog.at_level(logging.INFO, logger="luminet_det.benchmark"):
+        times = time_interleaved(steps, n_steps=3, warmup=1)
+    # one progress line per round: every variant's step time, elapsed time and ETA
+    lines = [r.getMessage() for r in caplog.records if "round" in r.getMessage()]
+    assert len(lines) == 4
+    assert re.fullmatch(
+        r"\[\d\d:\d\d\] round 1/4 \(warm-up\): a \d+\.\d\ds b \S+ c \S+ \| elapsed \d+s, ETA \d+s",
+        lines[0],
+    )
+    assert "round 4/4 (step 3/3)" in lines[3]
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert calls[:6] == ["a", "b", "c", "b", "c", "a"]
     assert all(t >= 0 for v in times.values() for t in v)
@@ -134,11 +146,12 @@ def test_teacher_variant_matches_distill_rcnn_teacher_logits():
     logits = models.step_fn("teacher")()
     model = models.step_fn("luminet").model
     boxes = [p.proposal_boxes for p in models.sampled_proposals()]
-    expected = model.teacher_roi_logits(models.batch, boxes)
+    expected = model.teacher.roi_logits(models.batch, boxes)
     assert logits.shape == (32, 4)
     torch.testing.assert_close(logits, expected)
-    # The reference design is a DistillRCNN that recomputes the student's logits.
-    assert models.build_student("reference").recompute_student_logits
+    assert model.teacher is models.teacher()  # the benchmark times DistillRCNN's own teacher
+    # The reference design is a DistillRCNN subclass that recomputes the student's logits.
+    assert type(models.build_student("reference")) is ReferenceDistillRCNN
     assert models.build_student("student").teacher is None
 
 

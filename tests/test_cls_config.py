@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from luminet.config import load_config
 from luminet.config.config import teacher_names
-from luminet.distillers import build_student, build_teacher, distill_loss_settings
+from luminet.distillers import build_distiller, build_student, build_teacher, distill_loss_settings
+from luminet.losses import register_distill_loss, unregister_distill_loss
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CIFAR_CONFIGS = sorted(
@@ -143,3 +145,60 @@ def test_classification_stack_does_not_import_detectron2():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_official_key_names_through_the_alias_table():
+    cfg = load_config(
+        None, ["DISTILLER.TYPE", "luminet", "DISTILLER.TEACHER", "resnet8", "LUMINET.T", "2.0"]
+    )
+    kind, kwargs, ce, weight, warmup = distill_loss_settings(cfg)
+    # LUMINET.T is the official name of the temperature; CE_WEIGHT and WARMUP are the trainer's
+    assert kwargs == {"alpha": 31.0, "temperature": 2.0, "eps": 1e-5}
+    assert (ce, weight, warmup) == (2.0, 1.0, 20.0)  # the official code's defaults
+    cfg = load_config(None, ["DISTILLER.TYPE", "dkd", "DISTILLER.TEACHER", "resnet8"])
+    assert distill_loss_settings(cfg)[1] == {"alpha": 1.0, "beta": 8.0, "temperature": 4.0}
+    cfg = load_config(None, ["DISTILLER.TYPE", "kd", "DISTILLER.TEACHER", "resnet8"])
+    assert distill_loss_settings(cfg)[1:4] == ({"temperature": 4.0}, 0.1, 0.9)
+
+
+def test_loss_errors_name_the_config_key(tmp_path):
+    cfg = load_config(
+        None,
+        ["DISTILLER.TYPE", "luminet", "DISTILLER.TEACHER", "resnet8", "LUMINET.T", "0.0",
+         "DISTILLER.TEACHER_WEIGHTS", "['unused.pth']"],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"^LUMINET.T 0.0: .*temperature must be > 0"):
+        build_distiller(cfg, 10)
+
+
+def test_third_party_loss_gets_its_own_config_section():
+    """A loss registered with ``config={...}`` gets section ``NAME`` (with the trainer's
+    CE_WEIGHT and WARMUP) in every config loaded afterwards."""
+
+    @register_distill_loss("test_cls_margin", config={"MARGIN": 0.5})
+    class MarginLoss(torch.nn.Module):
+        def __init__(self, margin=0.5, temperature=1.0):
+            super().__init__()
+            self.margin, self.temperature = margin, temperature
+
+        def forward(self, logits_student, logits_teacher, target=None):
+            gap = (logits_student - logits_teacher.detach()).abs() - self.margin
+            return gap.clamp_min(0).mean()
+
+    try:
+        _check_margin_section()
+    finally:  # other tests dump configs with a section per registered loss
+        unregister_distill_loss("test_cls_margin")
+    assert "TEST_CLS_MARGIN" not in load_config(None)
+
+
+def _check_margin_section():
+    cfg = load_config(
+        None,
+        ["DISTILLER.TYPE", "test_cls_margin", "DISTILLER.TEACHER", "resnet8",
+         "TEST_CLS_MARGIN.MARGIN", "0.25", "TEST_CLS_MARGIN.CE_WEIGHT", "0.5"],
+    )  # fmt: skip
+    assert set(cfg.TEST_CLS_MARGIN) == {"CE_WEIGHT", "WARMUP", "MARGIN"}
+    assert distill_loss_settings(cfg) == ("test_cls_margin", {"margin": 0.25}, 0.5, 1.0, 0.0)
+    with pytest.raises(KeyError, match="TEST_CLS_MARGIN.SCALE"):
+        load_config(None, ["DISTILLER.TYPE", "test_cls_margin", "TEST_CLS_MARGIN.SCALE", "2"])

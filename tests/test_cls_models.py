@@ -12,6 +12,7 @@ import torch
 
 import luminet.models as M
 from luminet.models import registry
+from luminet.registry import NamedRegistry
 
 CIFAR_CLASSES = 100
 IMAGENET_CLASSES = 1000
@@ -240,11 +241,11 @@ def test_unknown_name_lists_known_names():
         M.build_model("resnet9", 10)
 
 
-def test_names_are_case_sensitive():
-    with pytest.raises(KeyError, match="'RESNET8'"):
-        M.build_model("RESNET8", 10)
-    with pytest.raises(KeyError, match="'resnet50'"):
-        M.build_model("resnet50", 10)
+def test_names_are_case_insensitive_and_keep_their_spelling():
+    assert M.build_model("RESNET8", 10).model_name == "resnet8"
+    assert M.build_model("resnet50", 10).model_name == "ResNet50"
+    with pytest.raises(KeyError, match="'RESNET9'"):
+        M.build_model("RESNET9", 10)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.0, True, "10"])
@@ -261,7 +262,10 @@ def test_unknown_option_is_an_error():
 
 
 def test_register_model(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    fresh = NamedRegistry("model")
+    for name, factory in registry.MODEL_REGISTRY:
+        fresh.register_as(name, factory)
+    monkeypatch.setattr(registry, "MODEL_REGISTRY", fresh)
 
     @M.register_model("tiny_linear")
     def tiny_linear(num_classes: int, in_features: int = 4) -> torch.nn.Module:
@@ -273,6 +277,9 @@ def test_register_model(monkeypatch):
     with pytest.raises(ValueError, match="already registered"):
         M.register_model("tiny_linear", lambda num_classes: torch.nn.Identity())
     M.register_model("tiny_linear", tiny_linear)  # same object again: allowed
+    with pytest.raises(ValueError, match="already registered.*case-insensitive"):
+        M.register_model("Tiny_Linear", lambda num_classes: torch.nn.Identity())
+    assert M.build_model("TINY_LINEAR", 3).model_name == "tiny_linear"
     with pytest.raises(ValueError, match="non-empty string"):
         M.register_model("", tiny_linear)
     M.register_model("not_a_module", lambda num_classes: "oops")

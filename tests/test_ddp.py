@@ -33,22 +33,25 @@ def _run(rank, world_size, teacher_files, out_dir):
     from detectron2.utils.events import EventStorage
 
     import luminet_det  # noqa: F401
-    from luminet_det.distributed_perception import global_class_moments
+    from luminet.losses import global_class_moments
     from luminet_det.testing import random_batch, tiny_distill_cfg
 
-    # 1. gathered statistics: equal to those of the concatenated logits, local gradients
+    # 1. global statistics: equal to those of the concatenated logits; the gradient of the
+    # mean reaches every process's rows (the all-reduce is differentiable)
     all_logits = torch.randn(2 * 5 + 3, 4, generator=torch.Generator().manual_seed(0))
     chunks = [all_logits[:5], all_logits[5:]]
     local = chunks[rank].clone().requires_grad_(True)
-    mean, var = global_class_moments(local)
+    count, [(mean, var)] = global_class_moments(local)
+    assert count.item() == len(all_logits)
     torch.testing.assert_close(mean[0].float(), all_logits.mean(0))
     torch.testing.assert_close(var[0].float(), all_logits.var(0, unbiased=False))
     mean.sum().backward()
-    torch.testing.assert_close(local.grad, torch.full_like(local, 1.0 / len(all_logits)))
+    # d(sum of the mean over both processes' losses)/d local = 2 processes x 1/N
+    torch.testing.assert_close(local.grad, torch.full_like(local, 2.0 / len(all_logits)))
 
-    # 2. training steps with DDP, per-rank data, GATHER_STATS on
+    # 2. training steps with DDP, per-rank data, statistics over all processes
     cfg = tiny_distill_cfg(*teacher_files)
-    cfg.MODEL.DISTILL.GATHER_STATS = True
+    cfg.MODEL.DISTILL.LUMINET.STATS = "global"
     torch.manual_seed(0)  # same init on both ranks (DDP also broadcasts it)
     model = build_model(cfg)
     model.train()

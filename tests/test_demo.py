@@ -8,7 +8,14 @@ import torch
 from tool_scripts import load_tool
 
 from luminet.losses import perception
-from luminet_det.visualize import plot_ap_chart, plot_perception
+from luminet_det.demo import (
+    STUDENT_CONFIG,
+    TEACHER_CONFIG,
+    load_cfg,
+    markdown_table,
+    plot_ap_chart,
+    plot_perception,
+)
 
 demo = load_tool("demo")
 
@@ -38,7 +45,7 @@ def test_markdown_table_mean_std():
         },
         "settings": {"seeds": 2},
     }
-    table = demo.markdown_table(results)
+    table = markdown_table(results)
     assert "| teacher R34-FPN | - | 50.00 | 80.00 | 55.00 | 10 |" in table
     assert "| student R18-FPN | kd | 31.00 ± 1.41 | 61.00 ± 1.41 | 32.00 ± 2.83 | 5 |" in table
 
@@ -72,13 +79,17 @@ def test_pretrained_backbone_loads_into_the_detector(tmp_path):
     from detectron2.data import MetadataCatalog
     from detectron2.modeling import build_model
 
-    from luminet_det.data import DigitScenesSpec, register_digit_scenes
-    from luminet_det.pretrain import PretrainSpec, pretrain_resnet
+    from luminet_det.demo import (
+        DigitScenesSpec,
+        PretrainSpec,
+        pretrain_resnet,
+        register_digit_scenes,
+    )
 
     names = register_digit_scenes(
         "test_demo_pretrain", DigitScenesSpec(num_train=8, num_val=4), root=tmp_path
     )
-    cfg = demo.load_cfg(demo.STUDENT_CONFIG, names, quick=True, max_iter=None)
+    cfg = load_cfg(STUDENT_CONFIG, names, quick=True, max_iter=None)
     from detectron2.data import DatasetCatalog
 
     DatasetCatalog.get(names["train"])
@@ -123,18 +134,16 @@ def test_pretrain_spec_errors_and_zero_init_residual():
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
-    from luminet_det.pretrain import PretrainSpec, _zero_init_residual
+    from luminet_det.demo.pretrain import PretrainSpec, zero_init_residual
 
     with pytest.raises(ValueError, match="optimizer"):
         PretrainSpec(optimizer="adam").validate()
     with pytest.raises(ValueError, match="iters"):
         PretrainSpec(iters=0).validate()
-    cfg = demo.load_cfg(
-        demo.TEACHER_CONFIG, {"train": "x_train", "val": "x_val"}, quick=True, max_iter=None
-    )
+    cfg = load_cfg(TEACHER_CONFIG, {"train": "x_train", "val": "x_val"}, quick=True, max_iter=None)
     cfg.MODEL.RESNETS.NORM = "BN"
     net = build_resnet_backbone(cfg, ShapeSpec(channels=3))
-    _zero_init_residual(net)
+    zero_init_residual(net)
     net.eval()
     blocks = [b for stage in net.stages for b in stage]
     assert len(blocks) == 16  # R34: 3-4-6-3 BasicBlocks
@@ -154,17 +163,17 @@ def test_data_order_is_detectron2_06s_on_every_version(tmp_path):
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.utils.env import seed_all_rng
 
-    from luminet_det.data import register_digit_scenes
+    from luminet_det.demo import quick_dataset_spec, register_digit_scenes, train_loader
 
     names = register_digit_scenes(
-        "luminet_test_demo_order", demo.quick_dataset_spec(), root=tmp_path / "data"
+        "luminet_test_demo_order", quick_dataset_spec(), root=tmp_path / "data"
     )
     try:
-        cfg = demo.load_cfg(demo.STUDENT_CONFIG, names, False, 6)
+        cfg = load_cfg(STUDENT_CONFIG, names, False, 6)
         cfg.DATALOADER.NUM_WORKERS = 0
         assert cfg.SEED == 0
         seed_all_rng(cfg.SEED)
-        batch = next(iter(demo.train_loader(cfg)))
+        batch = next(iter(train_loader(cfg)))
         files = [Path(d["file_name"]).name for d in batch]
         assert files == ["000012.png", "000000.png", "000016.png", "000017.png"]
     finally:

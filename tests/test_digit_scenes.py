@@ -1,19 +1,21 @@
 """Digit scenes: a tiny build checked with pycocotools, determinism, caching, registration."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from luminet_det.data import DigitScenesSpec, build_digit_scenes, register_digit_scenes
-from luminet_det.data.digit_scenes import (
+from luminet_det.demo import DigitScenesSpec, build_digit_scenes, register_digit_scenes
+from luminet_det.demo.digit_scenes import (
     CLASS_NAMES,
     TRAIN_BACKGROUNDS,
     VAL_BACKGROUNDS,
-    _load_digits,
     digit_scenes_dir,
+    load_digit_scans,
     split_digit_indices,
 )
 
@@ -63,7 +65,7 @@ def test_splits_share_no_source_image(tiny_build):
 
 
 def test_digit_split_is_disjoint_stratified_and_seeded():
-    _, labels = _load_digits()
+    _, labels = load_digit_scans()
     a = split_digit_indices(labels, seed=0, val_fraction=0.2)
     b = split_digit_indices(labels, seed=0, val_fraction=0.2)
     c = split_digit_indices(labels, seed=1, val_fraction=0.2)
@@ -123,10 +125,20 @@ def test_registration_is_lazy_and_complete(tmp_path):
         register_digit_scenes("test_digits_lazy", TINY, root=tmp_path)
 
 
-def test_default_datasets_are_registered():
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    import luminet_det  # noqa: F401
-
-    assert {"digit_scenes_train", "digit_scenes_val"} <= set(DatasetCatalog.list())
-    assert MetadataCatalog.get("digit_scenes_val").evaluator_type == "coco"
+def test_importing_the_library_registers_no_demo_dataset():
+    """``import luminet_det`` registers its model components only; the demo registers its data on
+    use (checked in a fresh interpreter: this process's catalog is shared by all tests)."""
+    code = (
+        "from detectron2.data import DatasetCatalog; import luminet_det; "
+        "import luminet_det.demo; "  # the demo package registers nothing at import either
+        "names = [n for n in DatasetCatalog.list() if n.startswith('digit_scenes')]; "
+        "assert not names, names; "
+        "from luminet_det.demo import ensure_digit_scenes; "
+        "names = ensure_digit_scenes(); "
+        "assert names == {'train': 'digit_scenes_train', 'val': 'digit_scenes_val'}, names; "
+        "assert ensure_digit_scenes()['val'] == 'digit_scenes_val'; "
+        "from detectron2.data import MetadataCatalog; "
+        "assert MetadataCatalog.get('digit_scenes_val').evaluator_type == 'coco'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -16,6 +16,7 @@ from luminet.losses import (
     luminet_loss,
     perception,
     register_distill_loss,
+    unregister_distill_loss,
 )
 
 
@@ -118,6 +119,20 @@ def test_dkd_tckd_plus_nckd_decomposes_kd(logits):
     tckd = dkd_loss(s1, t1, y1, alpha=1.0, beta=0.0, temperature=4.0).item()
     nckd = dkd_loss(s1, t1, y1, alpha=0.0, beta=1.0, temperature=4.0).item()
     assert full == pytest.approx(tckd + (1 - p_t) * nckd, rel=1e-4)
+
+
+def test_dkd_non_target_term_is_exact_when_the_target_leads_by_far():
+    """The official code removes the target column by subtracting 1000 from it (in logit / T
+    units), which leaks the target back when it leads by more than 1000 T; ours masks it out
+    exactly: NCKD equals the KL of the softmaxes over the non-target columns alone."""
+    t = torch.tensor([[2000.0, 1.0, 0.0, -1.0], [0.5, 3000.0, 0.0, 2.0]])
+    s = torch.tensor([[0.0, 2.0, 0.0, -1.0], [1.0, 0.0, -2.0, 0.0]])
+    y = torch.tensor([0, 1])
+    nckd = dkd_loss(s, t, y, alpha=0.0, beta=1.0, temperature=1.0)
+    keep = ~torch.nn.functional.one_hot(y, 4).bool()
+    s_nt, t_nt = s[keep].view(2, 3), t[keep].view(2, 3)
+    expected = kd_loss(s_nt, t_nt, temperature=1.0)
+    assert torch.isfinite(nckd) and nckd.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -271,12 +286,19 @@ def test_third_party_registration():
         def forward(self, logits_student, logits_teacher, target=None):
             return self.scale * (logits_student - logits_teacher.detach()).pow(2).mean()
 
-    loss = build_distill_loss("test_l2_logits", scale=2.0)
-    assert loss(torch.ones(2, 3), torch.zeros(2, 3)).item() == 2.0
-    with pytest.raises(ValueError, match="already registered"):
-        register_distill_loss("test_l2_logits", lambda: None)
-    with pytest.raises(ValueError, match="reserved"):
-        register_distill_loss("none", L2Logits)
+    try:
+        loss = build_distill_loss("test_l2_logits", scale=2.0)
+        assert loss(torch.ones(2, 3), torch.zeros(2, 3)).item() == 2.0
+        with pytest.raises(ValueError, match="already registered"):
+            register_distill_loss("test_l2_logits", lambda: None)
+        with pytest.raises(ValueError, match="already registered.*case-insensitive"):
+            register_distill_loss("TEST_L2_Logits", lambda: None)
+        assert get_distill_loss("Test_L2_Logits") is L2Logits
+        with pytest.raises(ValueError, match="reserved"):
+            register_distill_loss("none", L2Logits)
+    finally:  # other tests dump configs with a section per registered loss
+        assert unregister_distill_loss("test_l2_logits") is L2Logits
+    assert "test_l2_logits" not in available_distill_losses()
 
 
 _PINNED = {"luminet_T4": 0.052070777863264084}

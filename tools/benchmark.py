@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scaling", action="store_true", help="sweep --images x --rois")
     p.add_argument("--profile", metavar="VARIANT", choices=ALL_VARIANTS, help="profile one step")
     p.add_argument("--json", metavar="PATH", help="write every figure as JSON")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log everything at INFO")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     return p.parse_args(argv)
 
 
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
+    if not args.quiet:  # progress lines (one per timing round, one per memory child) on stderr
+        logging.getLogger("luminet_det.benchmark").setLevel(logging.INFO)
     settings = settings_from_args(args)
     if args.profile:
         print(profile_step(settings, args.profile, args.threads))

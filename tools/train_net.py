@@ -32,7 +32,7 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 
-from luminet_det import add_distill_config, build_teacher, load_teacher_config
+from luminet_det import add_distill_config, build_teacher
 from luminet_det.config import ZOO_PREFIX, resolve_teacher_config_path
 from luminet_det.engine import (
     ExactResumeTrainer,
@@ -58,23 +58,32 @@ class Trainer(ExactResumeTrainer):
         return build_coco_evaluator(dataset_name, output_dir=output_folder)
 
 
+def needs_teacher(cfg: CfgNode, args) -> bool:
+    """Whether this run builds the teacher (training with a loss, or ``--eval-teacher``)."""
+    if args.eval_teacher:
+        return True
+    return not args.eval_only and str(cfg.MODEL.DISTILL.LOSS).lower() != "none"
+
+
 def setup(args) -> CfgNode:
     """Config from ``args.config_file`` and ``args.opts`` (frozen; nothing written yet).
 
-    A relative ``MODEL.DISTILL.TEACHER_CONFIG`` is resolved against the config file's folder.
+    When the run builds a teacher, a relative ``MODEL.DISTILL.TEACHER_CONFIG`` is resolved here,
+    once, against the config file's folder (then the working directory), and the absolute path
+    is what the frozen config (and ``config.yaml`` in ``OUTPUT_DIR``) holds.
+
+    Raises:
+        ValueError: when the teacher config is needed and cannot be found.
     """
     cfg = get_cfg()
     add_distill_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     teacher_config = cfg.MODEL.DISTILL.TEACHER_CONFIG
-    if teacher_config and not teacher_config.startswith(ZOO_PREFIX):
-        try:
-            cfg.MODEL.DISTILL.TEACHER_CONFIG = resolve_teacher_config_path(
-                teacher_config, args.config_file
-            )
-        except ValueError:
-            pass  # reported when a teacher is built; --eval-only needs none
+    if needs_teacher(cfg, args) and not teacher_config.startswith(ZOO_PREFIX):
+        cfg.MODEL.DISTILL.TEACHER_CONFIG = resolve_teacher_config_path(
+            teacher_config, args.config_file
+        )
     cfg.freeze()
     return cfg
 
@@ -88,9 +97,9 @@ def student_only_cfg(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def teacher_eval_cfg(cfg: CfgNode) -> CfgNode:
-    """The teacher's config, evaluated on the student's test sets, test sizes and loader."""
-    tcfg = load_teacher_config(cfg).clone()
+def teacher_eval_cfg(cfg: CfgNode, teacher_cfg: CfgNode) -> CfgNode:
+    """The teacher's own config, evaluated on the student's test sets, test sizes and loader."""
+    tcfg = teacher_cfg.clone()
     tcfg.defrost()
     tcfg.DATASETS.TEST = cfg.DATASETS.TEST
     tcfg.INPUT.MIN_SIZE_TEST = cfg.INPUT.MIN_SIZE_TEST
@@ -108,10 +117,10 @@ def teacher_eval_cfg(cfg: CfgNode) -> CfgNode:
 def run(args, cfg: CfgNode):
     """The command, once OUTPUT_DIR is claimed and logging is set up."""
     if args.eval_teacher:
-        tcfg = teacher_eval_cfg(cfg)
-        teacher = build_teacher(tcfg)
+        teacher = build_teacher(cfg)  # the same teacher object DistillRCNN trains against
+        tcfg = teacher_eval_cfg(cfg, teacher.cfg)
         logger.info("Evaluating the teacher %s", tcfg.MODEL.WEIGHTS)
-        res = Trainer.test(tcfg, teacher)
+        res = Trainer.test(tcfg, teacher.model)
         if comm.is_main_process():
             verify_results(tcfg, res)
         return res

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from fvcore.common.config import CfgNode
 
-from luminet.losses import available_distill_losses
+from luminet.losses import DISTILL_LOSS_REGISTRY, available_distill_losses, distill_loss_config
 
-from .defaults import _C
+from .defaults import DEFAULTS, NEW_LOSS_SECTION_DEFAULTS
 
 __all__ = ["get_cfg", "load_config", "check_config", "teacher_names"]
 
@@ -19,8 +19,17 @@ logger = logging.getLogger(__name__)
 
 
 def get_cfg() -> CfgNode:
-    """A fresh copy of the default config."""
-    return _C.clone()
+    """A fresh copy of the default config, with a section for every registered loss.
+
+    A loss registered by a third party (``register_distill_loss(name, factory, config=...)``)
+    gets section ``NAME`` with ``CE_WEIGHT 1.0``, ``WARMUP 0`` and its declared config keys.
+    """
+    cfg = DEFAULTS.clone()
+    for name in DISTILL_LOSS_REGISTRY.names():
+        section = name.upper()
+        if section not in cfg:
+            cfg[section] = CfgNode({**NEW_LOSS_SECTION_DEFAULTS, **distill_loss_config(name)})
+    return cfg
 
 
 def _all_keys(cfg: CfgNode, prefix: str = "") -> list[str]:
@@ -114,7 +123,8 @@ def check_config(cfg: CfgNode) -> None:
     if kind.upper() not in cfg:
         raise KeyError(
             f"DISTILLER.TYPE {cfg.DISTILLER.TYPE!r} needs a config section {kind.upper()!r} "
-            "with its CE_WEIGHT, WARMUP and loss hyperparameters"
+            "with its CE_WEIGHT, WARMUP and loss hyperparameters (register the loss before "
+            "loading the config)"
         )
     names = teacher_names(cfg)
     weights = list(cfg.DISTILLER.TEACHER_WEIGHTS)

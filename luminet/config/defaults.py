@@ -1,10 +1,25 @@
 """Default configuration of the classification distiller.
 
-Every key a YAML file or a command-line override may set is declared here; anything else is an
+Every key a YAML file or a command-line override may set is declared here (plus one section per
+loss registered by a third party, see :func:`luminet.config.get_cfg`); anything else is an
 error. Layout and names follow the official LumiNet / mdistiller configs where they overlap.
+
+A loss section (``KD``, ``DKD``, ``LUMINET``, ...) holds the trainer's keys of that loss
+(:data:`TRAINER_KEYS`) and the loss's keyword arguments in upper case, except the official names
+renamed by :data:`LOSS_KEY_ALIASES` (see :mod:`luminet.losses.config` for the rule).
 """
 
 from fvcore.common.config import CfgNode as CN
+
+__all__ = ["DEFAULTS", "TRAINER_KEYS", "LOSS_KEY_ALIASES", "NEW_LOSS_SECTION_DEFAULTS"]
+
+#: Keys of a loss section read by the trainer, not passed to the loss: the cross-entropy weight,
+#: the warm-up in epochs and KD's weight of the distillation term.
+TRAINER_KEYS = ("CE_WEIGHT", "WARMUP", "KD_WEIGHT")
+#: The official configs' key names that are not the loss's keyword argument in upper case.
+LOSS_KEY_ALIASES = {"T": "temperature"}
+#: Trainer keys of the section added for a loss registered by a third party.
+NEW_LOSS_SECTION_DEFAULTS = {"CE_WEIGHT": 1.0, "WARMUP": 0}
 
 _C = CN()
 
@@ -88,9 +103,11 @@ _C.DKD.T = 4.0
 _C.DKD.WARMUP = 20
 
 # LumiNet: loss = CE_WEIGHT * CE + min(epoch / WARMUP, 1) * ALPHA^2 * KL(perception, T).
+# Defaults of the official code (its mdistiller/engine/cfg.py: SOLVER.CE_WEIGHT 2.0,
+# SOLVER.ALPHA 31.0, SOLVER.T 4.0, LUMINET.WARMUP 20); every shipped config sets its own values.
 _C.LUMINET = CN()
-_C.LUMINET.CE_WEIGHT = 1.0
-_C.LUMINET.ALPHA = 1.0
+_C.LUMINET.CE_WEIGHT = 2.0
+_C.LUMINET.ALPHA = 31.0
 _C.LUMINET.T = 4.0
 _C.LUMINET.WARMUP = 20
 _C.LUMINET.EPS = 1e-5
@@ -100,3 +117,6 @@ _C.LOG.TENSORBOARD = True
 _C.LOG.PROGRESS_BAR = True
 # Also keep a student snapshot every N epochs (0 = only last/best).
 _C.LOG.SAVE_CHECKPOINT_FREQ = 0
+
+#: The defaults (do not modify: :func:`luminet.config.get_cfg` returns a copy).
+DEFAULTS = _C

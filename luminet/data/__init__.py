@@ -2,6 +2,7 @@
 
 from . import cifar, digits, imagenet  # noqa: F401  (registration)
 from .build import (
+    DATASET_REGISTRY,
     DatasetSplits,
     ShardSampler,
     available_datasets,
@@ -13,6 +14,7 @@ from .build import (
 )
 
 __all__ = [
+    "DATASET_REGISTRY",
     "DatasetSplits",
     "ShardSampler",
     "available_datasets",

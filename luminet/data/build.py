@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,8 +11,11 @@ import torch
 from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from luminet.registry import NamedRegistry
+
 __all__ = [
     "DatasetSplits",
+    "DATASET_REGISTRY",
     "register_dataset",
     "available_datasets",
     "build_datasets",
@@ -45,24 +47,22 @@ class DatasetSplits:
     image_size: int
 
 
-_DATASETS: dict[str, Callable[[CfgNode], DatasetSplits]] = {}
+#: The registry behind :func:`register_dataset` (fvcore ``Registry`` form, case-insensitive).
+DATASET_REGISTRY = NamedRegistry("dataset")
 
 
-def register_dataset(name: str):
-    """Decorator: register ``fn(cfg) -> DatasetSplits`` under ``name`` (lower case)."""
+def register_dataset(name: str, *, override: bool = False):
+    """Decorator: register ``fn(cfg) -> DatasetSplits`` under ``name`` (case-insensitive).
 
-    def _register(fn: Callable[[CfgNode], DatasetSplits]):
-        key = name.lower()
-        if key in _DATASETS and _DATASETS[key] is not fn:
-            raise ValueError(f"a dataset named {name!r} is already registered")
-        _DATASETS[key] = fn
-        return fn
-
-    return _register
+    Raises:
+        ValueError: if the name is taken (unless ``override=True``).
+    """
+    return DATASET_REGISTRY.register_as(name, override=override)
 
 
 def available_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    """Registered dataset names, sorted."""
+    return DATASET_REGISTRY.names()
 
 
 def build_datasets(cfg: CfgNode) -> DatasetSplits:
@@ -71,12 +71,13 @@ def build_datasets(cfg: CfgNode) -> DatasetSplits:
     Raises:
         KeyError: for an unknown dataset name.
     """
-    key = str(cfg.DATASET.TYPE).lower()
-    if key not in _DATASETS:
+    try:
+        builder = DATASET_REGISTRY.get(cfg.DATASET.TYPE)
+    except KeyError:
         raise KeyError(
             f"unknown DATASET.TYPE {cfg.DATASET.TYPE!r}; known: {', '.join(available_datasets())}"
-        )
-    return _DATASETS[key](cfg)
+        ) from None
+    return builder(cfg)
 
 
 def _seed_worker(worker_id: int) -> None:

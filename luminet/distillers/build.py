@@ -9,7 +9,8 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from luminet.config.config import teacher_names
-from luminet.losses import build_distill_loss
+from luminet.config.defaults import LOSS_KEY_ALIASES, TRAINER_KEYS
+from luminet.losses import build_distill_loss_from_config, distill_loss_arguments
 from luminet.models import build_model, load_checkpoint
 
 from .distiller import Distiller
@@ -74,27 +75,35 @@ def build_teacher(
     return TeacherEnsemble(members)
 
 
+def _section_rule() -> dict[str, Any]:
+    """How a loss section maps to loss arguments: official aliases, trainer keys skipped."""
+    return {"aliases": LOSS_KEY_ALIASES, "skip": TRAINER_KEYS}
+
+
 def distill_loss_settings(cfg: CfgNode) -> tuple[str, dict[str, Any], float, float, float]:
-    """``(name, loss_kwargs, ce_weight, distill_weight, warmup)`` for ``DISTILLER.TYPE``."""
+    """``(name, loss_kwargs, ce_weight, distill_weight, warmup)`` for ``DISTILLER.TYPE``.
+
+    The section ``<TYPE>`` holds the trainer's keys (``CE_WEIGHT``, ``WARMUP``, KD's
+    ``KD_WEIGHT``; defaults 1, 0 and 1 when absent) and the loss's keyword arguments in upper
+    case, with the official key ``T`` for ``temperature`` (see :mod:`luminet.losses.config`).
+
+    Raises:
+        ValueError: a section key that is not an argument of the loss (naming the key).
+    """
     kind = str(cfg.DISTILLER.TYPE).lower()
+    section = cfg[kind.upper()]
+    ce_weight = float(section.get("CE_WEIGHT", 1.0))
     if kind == "none":
-        return kind, {}, float(cfg.NONE.CE_WEIGHT), 0.0, 0.0
-    if kind == "kd":
-        s = cfg.KD
-        return kind, {"temperature": s.TEMPERATURE}, s.CE_WEIGHT, s.KD_WEIGHT, s.WARMUP
-    if kind == "dkd":
-        s = cfg.DKD
-        kwargs = {"alpha": s.ALPHA, "beta": s.BETA, "temperature": s.T}
-        return kind, kwargs, s.CE_WEIGHT, 1.0, s.WARMUP
-    if kind == "luminet":
-        s = cfg.LUMINET
-        kwargs = {"temperature": s.T, "alpha": s.ALPHA, "eps": s.EPS}
-        return kind, kwargs, s.CE_WEIGHT, 1.0, s.WARMUP
-    # A loss registered by a third party: its section holds CE_WEIGHT, WARMUP and (lower-cased)
-    # keyword arguments of the loss factory.
-    s = cfg[kind.upper()]
-    kwargs = {k.lower(): v for k, v in s.items() if k not in ("CE_WEIGHT", "WARMUP")}
-    return kind, kwargs, float(s.CE_WEIGHT), 1.0, float(s.get("WARMUP", 0))
+        return kind, {}, ce_weight, 0.0, 0.0
+    args = distill_loss_arguments(kind, section, kind.upper(), **_section_rule())
+    kwargs = {k: a.value for k, a in args.items()}
+    return (
+        kind,
+        kwargs,
+        ce_weight,
+        float(section.get("KD_WEIGHT", 1.0)),
+        float(section.get("WARMUP", 0)),
+    )
 
 
 def build_distiller(
@@ -110,6 +119,6 @@ def build_distiller(
         if teacher_names(cfg):
             logger.info("DISTILLER.TYPE none: the configured teacher is not used")
         return Distiller(student, None, None, ce_weight=ce_weight)
+    loss = build_distill_loss_from_config(kind, cfg[kind.upper()], kind.upper(), **_section_rule())
     teacher = build_teacher(cfg, num_classes, in_channels, load_weights=load_teacher_weights)
-    loss = build_distill_loss(kind, **kwargs)
     return Distiller(student, teacher, loss, ce_weight, distill_weight, warmup)

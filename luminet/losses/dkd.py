@@ -72,6 +72,8 @@ def dkd_loss(
 
     # Non-target distribution: the target column is removed by a large negative logit
     # (finite, so the removed column contributes exp(-1e9) * finite = 0 rather than NaN).
+    # The official code subtracts 1000 (in logit / T units) instead, which leaves the target
+    # column in place when it leads the others by more than 1000 T; this masking stays exact.
     masked = gt_mask.bool()
     log_nt_student = F.log_softmax(s.masked_fill(masked, -1e9), dim=1)
     log_nt_teacher = F.log_softmax(t.masked_fill(masked, -1e9), dim=1)

@@ -13,9 +13,16 @@ the pooled features that feed the classifier.
 
 from . import cifar, imagenet  # noqa: F401  (registration at import)
 from .checkpoint import CheckpointLoadResult, extract_state_dict, load_checkpoint
-from .registry import available_models, build_model, get_model_factory, register_model
+from .registry import (
+    MODEL_REGISTRY,
+    available_models,
+    build_model,
+    get_model_factory,
+    register_model,
+)
 
 __all__ = [
+    "MODEL_REGISTRY",
     "build_model",
     "available_models",
     "register_model",

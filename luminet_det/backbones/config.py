@@ -10,6 +10,9 @@ __all__ = ["add_mobilenetv2_config"]
 def add_mobilenetv2_config(cfg: CN) -> CN:
     """Add the ``MODEL.MOBILENETV2`` keys (with defaults) to a detectron2 config, in place.
 
+    Which stages are frozen is detectron2's own ``MODEL.BACKBONE.FREEZE_AT`` (0: train all; 1:
+    freeze the stem; k >= 2: also res2 .. res{k}), as for ResNets: there is no second key.
+
     Keys that already exist keep their value, so calling this twice (or after a config file was
     merged) changes nothing.
 
@@ -31,9 +34,6 @@ def add_mobilenetv2_config(cfg: CN) -> CN:
         # Normalization: "FrozenBN" (for pretrained weights), "BN" (random init / large
         # batches) or "SyncBN" (multi-GPU). GroupNorm does not fit the 16/24-channel layers.
         "NORM": "FrozenBN",
-        # 0: train all; 1: freeze the stem; k >= 2: freeze the stem and res2 .. res{k}
-        # (the MODEL.BACKBONE.FREEZE_AT convention).
-        "FREEZE_AT": 2,
         # Features returned by the bottom-up network: any of stem, res2, res3, res4, res5
         # (strides 2, 4, 8, 16, 32).
         "OUT_FEATURES": ["res2", "res3", "res4", "res5"],

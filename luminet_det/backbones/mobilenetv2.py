@@ -352,7 +352,7 @@ def build_mobilenetv2_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> MobileNe
         width_mult=mcfg.WIDTH_MULT,
         norm=mcfg.NORM,
         out_features=mcfg.OUT_FEATURES,
-        freeze_at=mcfg.FREEZE_AT,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         last_conv=mcfg.LAST_CONV,
     )
 

@@ -4,6 +4,7 @@ Entry point: ``tools/benchmark.py``; see ``docs/benchmark.md``.
 """
 
 from .presets import PRESETS, BenchSettings, build_bench_cfgs, get_preset
+from .reference import ReferenceDistillRCNN
 from .report import compute_targets, format_scaling, format_table, format_targets
 from .runner import DEFAULT_VARIANTS, MEMORY_VARIANTS, profile_step, run_benchmark, run_scaling
 from .timing import summarize, time_interleaved
@@ -29,4 +30,5 @@ __all__ = [
     "LOSS_VARIANTS",
     "MODEL_VARIANTS",
     "BenchModels",
+    "ReferenceDistillRCNN",
 ]

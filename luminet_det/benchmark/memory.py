@@ -95,7 +95,8 @@ def measure_memory(
             },
             spec_path,
         )
-        for variant in variants:
+        for i, variant in enumerate(variants):
+            logger.info("memory %s (%d/%d): running a child process", variant, i + 1, len(variants))
             out_path = os.path.join(tmp, f"{variant}.json")
             cmd = [sys.executable, "-m", __name__, spec_path, variant, out_path]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)

@@ -77,14 +77,15 @@ def bf16_loss_check(models: BenchModels, luminet_step) -> dict:
         student_logits = model.student_roi_logits(features, boxes)
         target = torch.cat([p.gt_classes for p in sampled])
         values = {}
-        saved = model.teacher_autocast
+        teacher = model.teacher
+        saved = teacher.autocast
         try:
             for mode in ("fp32", "bf16"):
-                model.teacher_autocast = mode
-                t = model.teacher_roi_logits(models.batch, boxes)
+                teacher.autocast = mode
+                t = teacher.roi_logits(models.batch, boxes)
                 values[f"loss_{mode}"] = float(model.distill_loss(student_logits, t, target))
         finally:
-            model.teacher_autocast = saved
+            teacher.autocast = saved
     return values
 
 
@@ -206,7 +207,14 @@ def run_scaling(
                 row["student_peak_mib"] = mem["student"]["peak_bytes"] / MIB
                 row["luminet_peak_mib"] = mem["luminet"]["peak_bytes"] / MIB
             rows.append(row)
-            logger.info("scaling images=%d rois=%d: %s", n, r, row)
+            logger.info(
+                "scaling images=%d rois=%d: student %.1f ms, teacher %.1f ms, luminet %.1f ms",
+                n,
+                r,
+                row["student_ms"],
+                row["teacher_ms"],
+                row["luminet_ms"],
+            )
     return {
         "settings": dataclasses.asdict(settings),
         "environment": environment(settings, threads),

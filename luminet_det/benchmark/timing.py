@@ -3,7 +3,8 @@
 Every round runs one step of each variant (the order rotates from round to round), so slow
 drifts of the machine (other processes, clock changes) hit all variants alike. The garbage
 collector runs between steps, outside the timed region; on CUDA the device is synchronised
-before and after each timed step.
+before and after each timed step. A progress line per round (each variant's step time, elapsed
+time, ETA) is logged at INFO (``tools/benchmark.py`` prints it on stderr).
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ def time_interleaved(
     device = torch.device(device)
     names = list(steps)
     times: dict[str, list[float]] = {n: [] for n in names}
-    for rnd in range(warmup + n_steps):
+    rounds = warmup + n_steps
+    start = time.perf_counter()
+    for rnd in range(rounds):
         k = rnd % len(names)
+        this_round = {}
         for name in names[k:] + names[:k]:
             gc.collect()
             _sync(device)
@@ -59,12 +63,27 @@ def time_interleaved(
             steps[name]()
             _sync(device)
             dt = time.perf_counter() - t0
+            this_round[name] = dt
             if rnd >= warmup:
                 times[name].append(dt)
+        elapsed = time.perf_counter() - start
+        eta = elapsed / (rnd + 1) * (rounds - rnd - 1)
+        kind = "warm-up" if rnd < warmup else f"step {rnd - warmup + 1}/{n_steps}"
         logger.info(
-            "round %d/%d%s", rnd + 1, warmup + n_steps, " (warm-up)" if rnd < warmup else ""
+            "[%s] round %d/%d (%s): %s | elapsed %ds, ETA %ds",
+            _clock(elapsed),
+            rnd + 1,
+            rounds,
+            kind,
+            " ".join(f"{n} {this_round[n]:.2f}s" for n in names),
+            int(elapsed),
+            int(eta),
         )
     return times
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
 
 
 def summarize(durations: list[float]) -> dict[str, float]:

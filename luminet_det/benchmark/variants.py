@@ -5,12 +5,12 @@ Variants (names used in tables and JSON):
 * ``student``: DistillRCNN with ``MODEL.DISTILL.LOSS "none"`` (the student alone), one training
   step (forward, backward, SGD update).
 * ``kd``, ``dkd``, ``luminet``: DistillRCNN training steps with that distillation loss.
-* ``reference``: benchmark-only reproduction of the design of public Detectron2 KD code: the
-  student's box head runs a second time on the sampled proposals to get the distillation logits
-  (``MODEL.DISTILL.RECOMPUTE_STUDENT_LOGITS``), with the LumiNet loss, so that it differs from
-  ``luminet`` by that second pass only.
-* ``teacher``: the teacher's part of a distillation step alone: normalisation, backbone+FPN and
-  box head on the student's sampled proposals, under ``no_grad``.
+* ``reference``: the design of public Detectron2 KD code (:class:`~.reference.ReferenceDistillRCNN`:
+  the student's box head runs a second time on the sampled proposals to get the distillation
+  logits), with the LumiNet loss, so that it differs from ``luminet`` by that second pass only.
+* ``teacher``: the teacher's part of a distillation step alone
+  (:meth:`~luminet_det.teacher.Teacher.roi_logits`: input preparation, backbone+FPN and box head
+  on the student's sampled proposals, under ``no_grad``).
 * ``student_box_head``: the student's ROI pooler + box head + box predictor, forward and backward,
   on the sampled proposals (the extra work of ``reference``).
 * ``loss_luminet``, ``loss_kd``, ``loss_dkd``: the loss alone, forward and backward, on random
@@ -33,9 +33,12 @@ from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from detectron2.utils.events import EventStorage
 
-from ..distill_rcnn import DistillRCNN, _needs_channel_flip, build_distill_loss_from_cfg
+from ..config import build_distill_loss_from_cfg
+from ..distill_rcnn import DistillRCNN
+from ..teacher import Teacher
 from ..testing import random_batch
 from .presets import BenchSettings
+from .reference import ReferenceDistillRCNN
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +50,14 @@ __all__ = [
     "make_batch",
 ]
 
-#: variant -> (MODEL.DISTILL.LOSS, RECOMPUTE_STUDENT_LOGITS, TEACHER_AUTOCAST)
-MODEL_VARIANTS: dict[str, tuple[str, bool, str]] = {
-    "student": ("none", False, ""),
-    "kd": ("kd", False, ""),
-    "dkd": ("dkd", False, ""),
-    "luminet": ("luminet", False, ""),
-    "reference": ("luminet", True, ""),
-    "luminet_bf16": ("luminet", False, "bf16"),
+#: variant -> (MODEL.DISTILL.LOSS, model class, teacher autocast)
+MODEL_VARIANTS: dict[str, tuple[str, type[DistillRCNN], str]] = {
+    "student": ("none", DistillRCNN, ""),
+    "kd": ("kd", DistillRCNN, ""),
+    "dkd": ("dkd", DistillRCNN, ""),
+    "luminet": ("luminet", DistillRCNN, ""),
+    "reference": ("luminet", ReferenceDistillRCNN, ""),
+    "luminet_bf16": ("luminet", DistillRCNN, "bf16"),
 }
 LOSS_VARIANTS = ("loss_luminet", "loss_kd", "loss_dkd")
 ALL_VARIANTS = (
@@ -109,37 +112,40 @@ class BenchModels:
         self.batch = batch
         self.seed = seed
         self.device = torch.device(student_cfg.MODEL.DEVICE)
-        self._teacher = None
+        self._teacher_model = None
+        self._teachers: dict[str, Teacher] = {}
         self._sampled = None if sampled is None else [p.to(self.device) for p in sampled]
 
     # ------------------------------------------------------------------ models
-    @property
-    def teacher(self) -> torch.nn.Module:
-        """The frozen, random-init teacher (built on first use)."""
-        if self._teacher is None:
+    def teacher(self, autocast: str = "") -> Teacher:
+        """The frozen, random-init teacher (built on first use; one model shared by every
+        autocast mode), fed images in the student's format."""
+        if self._teacher_model is None:
             torch.manual_seed(self.seed + 1)
-            t = build_model(self.teacher_cfg)
-            for p in t.parameters():
-                p.requires_grad_(False)
-            self._teacher = t.eval()
-        return self._teacher
+            self._teacher_model = build_model(self.teacher_cfg)
+        if autocast not in self._teachers:
+            self._teachers[autocast] = Teacher(
+                self._teacher_model,
+                image_format=self.student_cfg.INPUT.FORMAT,
+                autocast=autocast,
+                cfg=self.teacher_cfg,
+            )
+        return self._teachers[autocast]
 
     def build_student(self, variant: str) -> DistillRCNN:
         """The DistillRCNN of a model variant (see :data:`MODEL_VARIANTS`), in train mode."""
         if variant not in MODEL_VARIANTS:
             raise KeyError(f"{variant!r} is not a model variant; known: {list(MODEL_VARIANTS)}")
-        loss, recompute, autocast = MODEL_VARIANTS[variant]
+        loss, model_class, autocast = MODEL_VARIANTS[variant]
         torch.manual_seed(self.seed)
         kwargs = DistillRCNN.from_config(_loss_cfg(self.student_cfg, "none"))
         if loss != "none":
             kwargs.update(
-                teacher=self.teacher,
+                teacher=self.teacher(autocast),
                 distill_loss=build_distill_loss_from_cfg(_loss_cfg(self.student_cfg, loss)),
                 loss_name=loss,
-                recompute_student_logits=recompute,
-                teacher_autocast=autocast,
             )
-        model = DistillRCNN(**kwargs).to(self.device)
+        model = model_class(**kwargs).to(self.device)
         return model.train()
 
     def sampled_proposals(self) -> list[Instances]:
@@ -163,7 +169,7 @@ class BenchModels:
 
     def teacher_bytes(self) -> int:
         """Bytes of the teacher's parameters and buffers."""
-        t = self.teacher
+        t = self.teacher().model
         return sum(x.numel() * x.element_size() for x in (*t.parameters(), *t.buffers()))
 
     # ------------------------------------------------------------------ step callables
@@ -197,16 +203,12 @@ class BenchModels:
         return step
 
     def _teacher_fn(self, autocast: str) -> Callable[[], object]:
-        runner = _TeacherOnly(
-            self.teacher,
-            _needs_channel_flip(self.student_cfg.INPUT.FORMAT, self.teacher.input_format),
-            autocast,
-        )
+        teacher = self.teacher(autocast).to(self.device)
         boxes = [p.proposal_boxes for p in self.sampled_proposals()]
         batch = self.batch
 
         def step():
-            return runner.teacher_roi_logits(batch, boxes)
+            return teacher.roi_logits(batch, boxes)
 
         return step
 
@@ -246,16 +248,3 @@ class BenchModels:
             return value.detach()
 
         return step
-
-
-class _TeacherOnly:
-    """DistillRCNN's teacher path (same methods) without a student, to time/measure it alone."""
-
-    teacher_images = DistillRCNN.teacher_images
-    teacher_roi_logits = DistillRCNN.teacher_roi_logits
-    _teacher_autocast_context = DistillRCNN._teacher_autocast_context
-
-    def __init__(self, teacher: torch.nn.Module, flip_channels: bool, autocast: str):
-        self._teacher = teacher
-        self._flip_teacher_channels = flip_channels
-        self.teacher_autocast = autocast

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from luminet.atomic_io import atomic_write
 from luminet.losses import perception
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ def plot_ap_chart(
     )
     fig.suptitle(f"{title}\n{note}" if title else note)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
     logger.info("Wrote %s", path)
 
@@ -188,7 +190,8 @@ def plot_perception(
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
     logger.info("Wrote %s", path)
     return rows

@@ -29,7 +29,13 @@ from torchvision.ops import box_iou, roi_align
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PretrainSpec", "load_scene_split", "pretrain_resnet", "BACKGROUND_LABEL"]
+__all__ = [
+    "PretrainSpec",
+    "load_scene_split",
+    "pretrain_resnet",
+    "zero_init_residual",
+    "BACKGROUND_LABEL",
+]
 
 BACKGROUND_LABEL = 10
 
@@ -98,7 +104,7 @@ def load_scene_split(json_file: str | Path, image_root: str | Path):
     return torch.stack(images), boxes, labels
 
 
-def _zero_init_residual(resnet: nn.Module) -> None:
+def zero_init_residual(resnet: nn.Module) -> None:
     """Zero the last norm of every residual branch, so each block starts as the identity.
 
     Measured on the demo's digit crops (lr 0.05): without it R50 blew up early (loss 2.3 -> 8.2
@@ -198,7 +204,7 @@ def pretrain_resnet(
     torch.manual_seed(spec.seed)
     gen = torch.Generator().manual_seed(spec.seed)
     model = _Classifier(build_resnet_backbone(pcfg, ShapeSpec(channels=3)), BACKGROUND_LABEL + 1)
-    _zero_init_residual(model.bottom_up)
+    zero_init_residual(model.bottom_up)
 
     images, boxes, labels = load_scene_split(json_file, image_root)
     pixels = images.float()

@@ -1,8 +1,10 @@
-"""Register the built-in generated datasets in detectron2's catalogs (cheap: builds lazily).
+"""Register digit scenes in detectron2's catalogs on use (cheap: the files are built lazily).
 
-``digit_scenes_train`` / ``digit_scenes_val`` are the default :class:`DigitScenesSpec`, built under
+Nothing is registered at import. ``register_digit_scenes()`` registers ``digit_scenes_train`` /
+``digit_scenes_val`` (the default :class:`DigitScenesSpec`), built under
 ``$DETECTRON2_DATASETS/generated`` (``datasets/generated`` by default, relative to the working
-directory, like detectron2's builtin datasets) the first time a split is loaded.
+directory, like detectron2's builtin datasets) the first time a split is loaded;
+``ensure_digit_scenes()`` does so unless they are registered already.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from .digit_scenes import CLASS_NAMES, SPLITS, DigitScenesSpec, build_digit_scen
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["generated_root", "register_digit_scenes", "DEFAULT_DIGIT_SCENES"]
+__all__ = [
+    "generated_root",
+    "register_digit_scenes",
+    "ensure_digit_scenes",
+    "DEFAULT_DIGIT_SCENES",
+]
 
 DEFAULT_DIGIT_SCENES = "digit_scenes"
 
@@ -78,4 +85,23 @@ def register_digit_scenes(
     return names
 
 
-register_digit_scenes()
+def ensure_digit_scenes(
+    prefix: str = DEFAULT_DIGIT_SCENES,
+    spec: DigitScenesSpec | None = None,
+    root: str | os.PathLike | None = None,
+) -> dict[str, str]:
+    """:func:`register_digit_scenes` unless ``<prefix>_train`` and ``<prefix>_val`` exist.
+
+    Returns:
+        ``{split: dataset_name}``.
+
+    Raises:
+        ValueError: if only one of the two splits is registered.
+    """
+    names = {split: f"{prefix}_{split}" for split in SPLITS}
+    registered = [n for n in names.values() if n in DatasetCatalog.list()]
+    if len(registered) == len(names):
+        return names
+    if registered:
+        raise ValueError(f"only {registered} of {list(names.values())} is registered")
+    return register_digit_scenes(prefix, spec, root)

@@ -48,6 +48,7 @@ __all__ = [
     "digit_scenes_dir",
     "split_digit_indices",
     "load_backgrounds",
+    "load_digit_scans",
 ]
 
 # Bump whenever the generated images or annotations would change for the same spec.
@@ -134,7 +135,8 @@ def digit_scenes_dir(root: str | os.PathLike, spec: DigitScenesSpec) -> Path:
     return Path(root) / f"digit_scenes_{spec.key()}"
 
 
-def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+def load_digit_scans() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 digit scans as ``(images, labels)``: (N, 8, 8) ink in [0, 1], (N,)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -334,7 +336,7 @@ def build_digit_scenes(root: str | os.PathLike, spec: DigitScenesSpec | None = N
     if (final / "spec.json").is_file():
         return final
     Path(root).mkdir(parents=True, exist_ok=True)
-    digit_images, digit_labels = _load_digits()
+    digit_images, digit_labels = load_digit_scans()
     pools = split_digit_indices(digit_labels, spec.seed, spec.val_fraction)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:

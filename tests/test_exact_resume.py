@@ -271,7 +271,7 @@ def test_one_run_per_output_dir(setup_dir, reference, tmp_path):
     assert [json.loads(x)["iteration"] for x in open(out / "metrics.json")] == [0]
     log = (out / "log.txt").read_text()
     assert "luminet_det.engine.output_dir WARNING: --overwrite: removing" in log
-    assert "luminet_det.teacher INFO:" in log  # the teacher's load report
+    assert "luminet_det.teacher_weights INFO:" in log  # the teacher's load report
     assert "luminet_det.engine.trainer INFO: Checking the 6 training images" in log
 
 

@@ -68,7 +68,8 @@ class ClassificationStudy:
             opts = [
                 "SOLVER.EPOCHS", "1", "DATASET.ROOT", str(self.work / "data"),
                 "DATASET.DIGIT_CROPS.NUM_TRAIN", "60", "DATASET.DIGIT_CROPS.NUM_VAL", "30",
-                "DATASET.DIGIT_CROPS.NUM_TEST", "40", *opts,
+                "DATASET.DIGIT_CROPS.NUM_TEST", "40", "DATASET.DIGIT_CROPS.TRAIN_SUBSET", "30",
+                *opts,
             ]  # fmt: skip
         return load_config(CONFIG_DIR / f"{name}.yaml", opts)
 

@@ -181,6 +181,7 @@ def plot_differences(
             )  # fmt: skip
         ax.axvline(0.0, color="black", lw=1, ls="--")
         ax.set_yticks(y, [f"{d.a} - {d.b}" for d in diffs])
+        ax.set_ylim(-0.6, len(diffs) - 0.2)  # room for the value labels above the top row
         ax.set_xlabel(xlabel)
         span = max(abs(lo.min()), abs(hi.max()), 0.1)
         ax.set_xlim(-1.15 * span, 1.15 * span)

@@ -259,6 +259,11 @@ class DetectionStudy:
         return metrics, matches
 
     # ------------------------------------------------------------------ teacher
+    @property
+    def teacher_name(self) -> str:
+        """The teacher's name in tables (the demo's)."""
+        return demo_stages.TEACHER_NAME
+
     def teacher_run(self, split: str) -> dict:
         """The teacher evaluated on ``split`` (cached), with its matches."""
         from detectron2.checkpoint import DetectionCheckpointer

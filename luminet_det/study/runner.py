@@ -251,7 +251,7 @@ def _final(study, task: str, opts: StudyOptions, protocol: TaskProtocol, chosen:
             per_seed = [_replicates_detection(study, r, draws, plan) for r in recs]
             reps[m] = np.stack([ap for ap, _ in per_seed])  # (S, B, 3)
             bootstrap_seconds += sum(sec for _, sec in per_seed)
-        teacher_row = {"name": "R34-FPN", **{k: teacher["metrics"][k] for k in metrics}}
+        teacher_row = {"name": study.teacher_name, **{k: teacher["metrics"][k] for k in metrics}}
     else:
         teacher = study.teacher_run()
         metrics = ["top1"]

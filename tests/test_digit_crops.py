@@ -72,7 +72,8 @@ def _cfg(tmp_path, *opts):
         "configs/digit_crops/none.yaml",
         [
             "DATASET.ROOT", str(tmp_path), "DATASET.DIGIT_CROPS.NUM_TRAIN", "40",
-            "DATASET.DIGIT_CROPS.NUM_VAL", "20", "DATASET.DIGIT_CROPS.NUM_TEST", "30", *opts,
+            "DATASET.DIGIT_CROPS.NUM_VAL", "20", "DATASET.DIGIT_CROPS.NUM_TEST", "30",
+            "DATASET.DIGIT_CROPS.TRAIN_SUBSET", "0", *opts,
         ],
     )  # fmt: skip
 

@@ -141,7 +141,10 @@ def test_missing_teacher_weights_is_an_error():
 def test_classification_stack_does_not_import_detectron2():
     code = (
         "import sys, luminet.config, luminet.data, luminet.distillers, luminet.engine; "
-        "assert 'detectron2' not in sys.modules, 'detectron2 imported'"
+        "from luminet.data.digit_crops import DigitCropsSpec, render_digit_crops; "
+        "render_digit_crops(DigitCropsSpec(num_train=10, num_val=10, num_test=10)); "
+        "assert 'detectron2' not in sys.modules, 'detectron2 imported'; "
+        "assert 'luminet_det' not in sys.modules, 'luminet_det imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -202,3 +205,17 @@ def _check_margin_section():
     assert distill_loss_settings(cfg) == ("test_cls_margin", {"margin": 0.25}, 0.5, 1.0, 0.0)
     with pytest.raises(KeyError, match="TEST_CLS_MARGIN.SCALE"):
         load_config(None, ["DISTILLER.TYPE", "test_cls_margin", "TEST_CLS_MARGIN.SCALE", "2"])
+
+
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(ROOT, "configs", "digit_crops", "*.yaml"))), ids=_rel
+)
+def test_digit_crops_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.DATASET.TYPE == "digit_crops"
+    build_student(cfg, num_classes=10, in_channels=3)
+    name = os.path.basename(path)
+    # Students learn from a subset; the teacher from every train crop.
+    assert cfg.DATASET.DIGIT_CROPS.TRAIN_SUBSET == (0 if name == "teacher.yaml" else 2000)
+    if name not in ("base.yaml", "teacher.yaml", "none.yaml"):
+        assert cfg[cfg.DISTILLER.TYPE.upper()].WARMUP == 2  # the same warm-up for every distiller

@@ -12,6 +12,7 @@ from pycocotools.coco import COCO
 from luminet_det.demo import DigitScenesSpec, build_digit_scenes, register_digit_scenes
 from luminet_det.demo.digit_scenes import (
     CLASS_NAMES,
+    TEST_BACKGROUNDS,
     TRAIN_BACKGROUNDS,
     VAL_BACKGROUNDS,
     digit_scenes_dir,
@@ -142,3 +143,67 @@ def test_importing_the_library_registers_no_demo_dataset():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_default_build_keeps_its_hash_and_spec_record():
+    # The two-split default must keep the hash (cache directory) and spec.json it had before the
+    # optional test split existed, so existing builds and the demo's numbers stay valid.
+    spec = DigitScenesSpec()
+    assert spec.splits() == ("train", "val")
+    assert spec.key() == "f5ed2ba8a9"
+    assert "num_test" not in spec.record() and "test_fraction" not in spec.record()
+    a = split_digit_indices(load_digit_scans()[1], seed=0, val_fraction=0.2)
+    b = split_digit_indices(load_digit_scans()[1], seed=0, val_fraction=0.2, test_fraction=0.0)
+    assert set(a) == set(b) == {"train", "val"}
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+THREE = DigitScenesSpec(
+    seed=3, image_size=64, num_train=20, num_val=10, num_test=12, test_fraction=0.2,
+    max_object_size=28,
+)  # fmt: skip
+
+
+def test_three_split_build_is_disjoint(tmp_path):
+    build = build_digit_scenes(tmp_path, THREE)
+    assert THREE.splits() == ("train", "val", "test")
+    assert THREE.key() != DigitScenesSpec(**{**THREE.record(), "num_test": 0,
+                                             "test_fraction": 0.0}).key()  # fmt: skip
+    sources = {}
+    for split, n in (("train", 20), ("val", 10), ("test", 12)):
+        coco = json.loads((build / "annotations" / f"instances_{split}.json").read_text())
+        assert len(coco["images"]) == n == len(list((build / split).iterdir()))
+        sources[split] = {a["source_index"] for a in coco["annotations"]}
+    assert all(sources.values())
+    assert not sources["train"] & sources["test"] and not sources["val"] & sources["test"]
+    assert not set(TEST_BACKGROUNDS) & (set(TRAIN_BACKGROUNDS) | set(VAL_BACKGROUNDS))
+    assert json.loads((build / "spec.json").read_text())["num_test"] == 12
+    # Adding a test split leaves the per-class val scans as they were.
+    labels = load_digit_scans()[1]
+    two = split_digit_indices(labels, seed=3, val_fraction=0.2)
+    three = split_digit_indices(labels, seed=3, val_fraction=0.2, test_fraction=0.2)
+    assert np.array_equal(two["val"], three["val"])
+    assert set(three["train"]) | set(three["test"]) == set(two["train"])
+    assert set(np.unique(labels[three["test"]])) == set(range(10))
+
+
+def test_three_split_registration(tmp_path):
+    names = register_digit_scenes("test_digits_three", THREE, root=tmp_path)
+    assert set(names) == {"train", "val", "test"}
+    from detectron2.data import DatasetCatalog
+
+    assert len(DatasetCatalog.get(names["test"])) == THREE.num_test
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_test": 5}, "num_test and test_fraction"),
+        ({"test_fraction": 0.2}, "num_test and test_fraction"),
+        ({"num_test": -1}, "num_test"),
+        ({"num_test": 5, "test_fraction": 0.8}, "test_fraction"),
+    ],
+)
+def test_bad_test_split_is_refused(kwargs, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        build_digit_scenes(tmp_path, DigitScenesSpec(**kwargs))

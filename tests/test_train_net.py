@@ -136,6 +136,8 @@ def test_shipped_coco_configs_resolve_and_build(pair):
         cfg.merge_from_file(str(path))
         assert cfg.MODEL.META_ARCHITECTURE == "DistillRCNN"
         assert cfg.MODEL.DISTILL.LOSS == loss
+        # The same distillation warm-up for every method (no confound between the losses).
+        assert cfg.MODEL.DISTILL.WARMUP_ITERS == cfg.SOLVER.WARMUP_ITERS == 1000
         assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER) == (
             8,
             0.01,

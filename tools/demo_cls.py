@@ -1,14 +1,16 @@
 #!/usr/bin/env python
-"""Offline classification demo on scikit-learn's handwritten digits (CPU, a few minutes).
+"""Offline classification demo on the digit crops (CPU, a few minutes).
 
-Trains a resnet20 teacher once (cached under OUTPUT/teacher_resnet20), then a resnet8 student
-with each distiller (none, kd, dkd, luminet) from the same seed and schedule, for every seed
-given, and prints a Markdown table of validation accuracy (also written to OUTPUT/demo_cls.json).
+Digit crops (``configs/digit_crops/``): real handwritten digit scans on photographs, cut out with
+scale jitter, 16x16 RGB. Trains a resnet20 teacher once on all 8,000 train crops (cached under
+OUTPUT/teacher_resnet20), then a resnet8 student on the first 2,000 with each distiller (none,
+kd, dkd, luminet) from the same seed and schedule, for every seed given, and prints a Markdown
+table of validation accuracy (also written to OUTPUT/demo_cls.json).
 
 Examples::
 
     python tools/demo_cls.py
-    python tools/demo_cls.py --seeds 0 1 2 --output output/digits
+    python tools/demo_cls.py --seeds 0 1 2 --output output/digit_crops
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def _progress(msg: str, *args) -> None:
     print(msg % args, file=sys.stderr, flush=True)
 
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "digits")
+CONFIG_DIR = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "configs", "digit_crops"
+)
 DISTILLERS = ("none", "kd", "dkd", "luminet")
 
 
@@ -41,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--output", default="output/digits", help="folder for all runs")
+    parser.add_argument("--output", default="output/digit_crops", help="folder for all runs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds")
     parser.add_argument(
         "--distillers", nargs="+", default=list(DISTILLERS), choices=DISTILLERS, metavar="NAME"

@@ -40,7 +40,7 @@ _C.DETERMINISTIC = False
 _C.NUM_THREADS = 0
 
 _C.DATASET = CN()
-# One of luminet.data.available_datasets(): "cifar100", "imagenet", "digits".
+# One of luminet.data.available_datasets(): "cifar100", "imagenet", "digits", "digit_crops".
 _C.DATASET.TYPE = "cifar100"
 _C.DATASET.ROOT = "datasets/cifar100"
 # torchvision download=True for CIFAR-100 (needs internet once).
@@ -51,6 +51,17 @@ _C.DATASET.NUM_WORKERS = 2
 _C.DATASET.IMAGE_SIZE = 16
 _C.DATASET.VAL_FRACTION = 0.2
 _C.DATASET.SPLIT_SEED = 0
+# Digit crops only (DATASET.TYPE "digit_crops"; IMAGE_SIZE, VAL_FRACTION and SPLIT_SEED above
+# apply too, and the rendered crops are cached under DATASET.ROOT): crops per split and the
+# fraction of each class's digit scans reserved for the test split.
+_C.DATASET.DIGIT_CROPS = CN()
+_C.DATASET.DIGIT_CROPS.NUM_TRAIN = 4000
+_C.DATASET.DIGIT_CROPS.NUM_VAL = 1000
+_C.DATASET.DIGIT_CROPS.NUM_TEST = 2000
+_C.DATASET.DIGIT_CROPS.TEST_FRACTION = 0.2
+# Train on the first TRAIN_SUBSET train crops only (0 = all): a student with little labelled data
+# next to a teacher trained on all of them. Normalisation statistics always use all train crops.
+_C.DATASET.DIGIT_CROPS.TRAIN_SUBSET = 0
 _C.DATASET.TEST = CN()
 _C.DATASET.TEST.BATCH_SIZE = 64
 

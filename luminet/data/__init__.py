@@ -1,6 +1,6 @@
-"""Classification datasets (CIFAR-100, ImageNet, scikit-learn digits) and loaders."""
+"""Classification datasets (CIFAR-100, ImageNet, scikit-learn digits, digit crops) and loaders."""
 
-from . import cifar, digits, imagenet  # noqa: F401  (registration)
+from . import cifar, digit_crops, digits, imagenet  # noqa: F401  (registration)
 from .build import (
     DATASET_REGISTRY,
     DatasetSplits,

@@ -38,6 +38,8 @@ class DatasetSplits:
         num_classes: number of classes.
         in_channels: image channels (3 for RGB, 1 for the digits).
         image_size: side of the square network input.
+        test: a held-out test split with the deterministic test transform, for data sets that
+            have one (never used by the trainer).
     """
 
     train: Dataset
@@ -45,6 +47,7 @@ class DatasetSplits:
     num_classes: int
     in_channels: int
     image_size: int
+    test: Dataset | None = None
 
 
 #: The registry behind :func:`register_dataset` (fvcore ``Registry`` form, case-insensitive).

@@ -16,7 +16,7 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .digit_scenes import CLASS_NAMES, SPLITS, DigitScenesSpec, build_digit_scenes, digit_scenes_dir
+from .digit_scenes import CLASS_NAMES, DigitScenesSpec, build_digit_scenes, digit_scenes_dir
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def register_digit_scenes(
     spec: DigitScenesSpec | None = None,
     root: str | os.PathLike | None = None,
 ) -> dict[str, str]:
-    """Register ``<prefix>_train`` and ``<prefix>_val`` without building anything yet.
+    """Register ``<prefix>_train`` and ``<prefix>_val`` (and ``<prefix>_test`` when
+    ``spec.num_test > 0``) without building anything yet.
 
     The first ``DatasetCatalog.get`` of either split builds (or reuses) the cached files. The
     metadata's ``json_file`` points at the COCO file of that build, for ``COCOEvaluator``; it
@@ -61,7 +62,7 @@ def register_digit_scenes(
     root = Path(root) if root is not None else generated_root()
     build_dir = digit_scenes_dir(root, spec)
     names = {}
-    for split in SPLITS:
+    for split in spec.splits():
         name = f"{prefix}_{split}"
         if name in DatasetCatalog.list():
             raise ValueError(f"dataset {name!r} is already registered")
@@ -90,15 +91,17 @@ def ensure_digit_scenes(
     spec: DigitScenesSpec | None = None,
     root: str | os.PathLike | None = None,
 ) -> dict[str, str]:
-    """:func:`register_digit_scenes` unless ``<prefix>_train`` and ``<prefix>_val`` exist.
+    """:func:`register_digit_scenes` unless the spec's splits (``<prefix>_train``, ``<prefix>_val``
+    and ``<prefix>_test`` when it has one) are registered already.
 
     Returns:
         ``{split: dataset_name}``.
 
     Raises:
-        ValueError: if only one of the two splits is registered.
+        ValueError: if only some of the splits are registered.
     """
-    names = {split: f"{prefix}_{split}" for split in SPLITS}
+    splits = (spec if spec is not None else DigitScenesSpec()).splits()
+    names = {split: f"{prefix}_{split}" for split in splits}
     registered = [n for n in names.values() if n in DatasetCatalog.list()]
     if len(registered) == len(names):
         return names

@@ -5,7 +5,10 @@ scikit-learn, up-sampled to several scales and composited onto crops of the samp
 that ship with scikit-image. Ten classes ("0" ... "9").
 
 Train and val never share a source image: the digit scans are split per class with the seed, and
-the background photographs are split into two fixed, disjoint lists. The build is deterministic
+the background photographs are split into two fixed, disjoint lists. A spec with ``num_test > 0``
+adds a third split, ``test``, with its own scans (``test_fraction`` of each class) and its own
+photographs; with ``num_test == 0`` (the default) the build, its files and its hash are exactly
+those of a two-split build. The build is deterministic
 given its :class:`DigitScenesSpec` and takes a few seconds; the result is cached in a directory
 whose name is a hash of the spec and :data:`BUILDER_VERSION`, so a changed spec or builder
 produces a new directory instead of silently reusing stale files.
@@ -16,8 +19,10 @@ Layout of one build::
         spec.json                          # the spec that produced it
         train/000000.png ...               # scene images
         val/000000.png ...
+        test/000000.png ...                # only when num_test > 0
         annotations/instances_train.json   # COCO format (bbox is XYWH, absolute pixels)
         annotations/instances_val.json
+        annotations/instances_test.json    # only when num_test > 0
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ __all__ = [
     "BUILDER_VERSION",
     "CLASS_NAMES",
     "SPLITS",
+    "TEST_BACKGROUNDS",
     "TRAIN_BACKGROUNDS",
     "VAL_BACKGROUNDS",
     "DigitScenesSpec",
@@ -55,7 +61,10 @@ __all__ = [
 BUILDER_VERSION = 1
 
 CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
+# The splits of every build; a spec with num_test > 0 adds "test" (DigitScenesSpec.splits()).
 SPLITS: tuple[str, ...] = ("train", "val")
+# Index of each split's random stream (train and val as in two-split builds).
+_SPLIT_STREAM = {"train": 1, "val": 2, "test": 3}
 
 # scikit-image sample photographs bundled in its wheel (no download). Disjoint per split.
 TRAIN_BACKGROUNDS: tuple[str, ...] = (
@@ -69,6 +78,7 @@ TRAIN_BACKGROUNDS: tuple[str, ...] = (
     "hubble_deep_field",
 )
 VAL_BACKGROUNDS: tuple[str, ...] = ("chelsea", "coins", "moon", "brick")
+TEST_BACKGROUNDS: tuple[str, ...] = ("retina", "cell", "clock", "page")
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,9 @@ class DigitScenesSpec:
         max_object_size: largest digit side after up-sampling, in pixels.
         val_fraction: fraction of each class's digit scans reserved for val.
         max_overlap: largest allowed IoU between two digits of a scene.
+        num_test: number of test scenes; 0 (default) builds train and val only.
+        test_fraction: fraction of each class's digit scans reserved for test (taken after the
+            val scans of the same per-class permutation); must be > 0 exactly when num_test is.
     """
 
     seed: int = 0
@@ -98,6 +111,8 @@ class DigitScenesSpec:
     max_object_size: int = 44
     val_fraction: float = 0.2
     max_overlap: float = 0.05
+    num_test: int = 0
+    test_fraction: float = 0.0
 
     def validate(self) -> DigitScenesSpec:
         """Raise ``ValueError`` naming the first inconsistent field; return ``self``."""
@@ -120,12 +135,37 @@ class DigitScenesSpec:
             raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
         if not 0.0 <= self.max_overlap < 1.0:
             raise ValueError(f"max_overlap must be in [0, 1); got {self.max_overlap}")
+        if self.num_test < 0:
+            raise ValueError(f"num_test must be >= 0; got {self.num_test}")
+        if (self.num_test > 0) != (self.test_fraction > 0.0):
+            raise ValueError(
+                "num_test and test_fraction must both be 0 or both be > 0; got "
+                f"{self.num_test}, {self.test_fraction}"
+            )
+        if not 0.0 <= self.test_fraction < 1.0 - self.val_fraction:
+            raise ValueError(
+                f"test_fraction must be in [0, 1 - val_fraction); got {self.test_fraction} "
+                f"with val_fraction {self.val_fraction}"
+            )
         return self
+
+    def splits(self) -> tuple[str, ...]:
+        """The splits of this build: ``("train", "val")``, plus ``"test"`` if ``num_test > 0``."""
+        return (*SPLITS, "test") if self.num_test > 0 else SPLITS
+
+    def record(self) -> dict:
+        """The spec as stored in ``spec.json`` and hashed by :meth:`key`: every field, except
+        that a two-split spec omits the test fields (so it keeps the hash of builds made before
+        they existed)."""
+        fields = dataclasses.asdict(self)
+        if self.num_test == 0:
+            del fields["num_test"], fields["test_fraction"]
+        return fields
 
     def key(self) -> str:
         """Short hash of the spec and the builder version (the cache key)."""
         payload = json.dumps(
-            {"spec": dataclasses.asdict(self), "builder_version": BUILDER_VERSION}, sort_keys=True
+            {"spec": self.record(), "builder_version": BUILDER_VERSION}, sort_keys=True
         )
         return hashlib.sha1(payload.encode()).hexdigest()[:10]
 
@@ -145,27 +185,38 @@ def load_digit_scans() -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_digit_indices(
-    labels: np.ndarray, seed: int, val_fraction: float
+    labels: np.ndarray, seed: int, val_fraction: float, test_fraction: float = 0.0
 ) -> dict[str, np.ndarray]:
-    """Split digit-scan indices per class into disjoint, sorted ``train``/``val`` index arrays.
+    """Split digit-scan indices per class into disjoint, sorted index arrays.
+
+    Each class's scans are permuted with the seed; the first ``val_fraction`` go to val, the next
+    ``test_fraction`` to test, the rest to train. With ``test_fraction`` 0 the result is the
+    two-split result (same permutation, no test entry).
 
     Args:
         labels: (N,) class of each scan.
         seed: split seed.
         val_fraction: fraction of each class that goes to val (at least one scan per class).
+        test_fraction: fraction of each class that goes to test (at least one scan per class
+            when > 0; 0 for no test split).
 
     Returns:
-        ``{"train": idx, "val": idx}``.
+        ``{"train": idx, "val": idx}``, plus ``"test": idx`` when ``test_fraction > 0``.
     """
     rng = np.random.default_rng(seed)
-    train, val = [], []
+    train, val, test = [], [], []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(len(idx))]
         n_val = max(1, int(round(val_fraction * len(idx))))
+        n_test = max(1, int(round(test_fraction * len(idx)))) if test_fraction > 0 else 0
         val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    return {"train": np.sort(np.concatenate(train)), "val": np.sort(np.concatenate(val))}
+        test.append(idx[n_val : n_val + n_test])
+        train.append(idx[n_val + n_test :])
+    out = {"train": np.sort(np.concatenate(train)), "val": np.sort(np.concatenate(val))}
+    if test_fraction > 0:
+        out["test"] = np.sort(np.concatenate(test))
+    return out
 
 
 def load_backgrounds(names: tuple[str, ...]) -> list[np.ndarray]:
@@ -273,10 +324,11 @@ def _build_split(
     digit_labels: np.ndarray,
     pool: np.ndarray,
 ) -> dict:
-    photos = load_backgrounds(TRAIN_BACKGROUNDS if split == "train" else VAL_BACKGROUNDS)
+    backgrounds = {"train": TRAIN_BACKGROUNDS, "val": VAL_BACKGROUNDS, "test": TEST_BACKGROUNDS}
+    photos = load_backgrounds(backgrounds[split])
     # Independent, reproducible streams per split.
-    rng = np.random.default_rng([spec.seed, SPLITS.index(split) + 1])
-    num = spec.num_train if split == "train" else spec.num_val
+    rng = np.random.default_rng([spec.seed, _SPLIT_STREAM[split]])
+    num = {"train": spec.num_train, "val": spec.num_val, "test": spec.num_test}[split]
     (out_dir / split).mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for image_id in range(1, num + 1):
@@ -337,17 +389,17 @@ def build_digit_scenes(root: str | os.PathLike, spec: DigitScenesSpec | None = N
         return final
     Path(root).mkdir(parents=True, exist_ok=True)
     digit_images, digit_labels = load_digit_scans()
-    pools = split_digit_indices(digit_labels, spec.seed, spec.val_fraction)
+    pools = split_digit_indices(digit_labels, spec.seed, spec.val_fraction, spec.test_fraction)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         (tmp / "annotations").mkdir()
-        for split in SPLITS:
+        for split in spec.splits():
             coco = _build_split(tmp, split, spec, digit_images, digit_labels, pools[split])
             with open(tmp / "annotations" / f"instances_{split}.json", "w") as f:
                 json.dump(coco, f)
         # spec.json is written last: its presence marks a complete build.
         with open(tmp / "spec.json", "w") as f:
-            json.dump({**dataclasses.asdict(spec), "builder_version": BUILDER_VERSION}, f, indent=1)
+            json.dump({**spec.record(), "builder_version": BUILDER_VERSION}, f, indent=1)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -1,19 +1,14 @@
-"""``tools/train_net.py --resume`` restores the optimizer state (SGD momentum buffers)."""
+"""``tools/train_net.py --resume`` restores the optimizer state (SGD momentum buffers) on every
+detectron2 version: stock 0.6's ``DefaultTrainer`` does not checkpoint its optimizer, the
+project's trainer (``luminet_det.engine.ExactResumeTrainer``) does."""
 
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
-from detectron2.engine import DefaultTrainer
 from tool_scripts import load_tool
 
 from luminet_det.testing import tiny_distill_cfg, write_teacher, write_tiny_coco
-
-pytestmark = pytest.mark.skipif(
-    "state_dict" not in DefaultTrainer.__dict__,
-    reason="detectron2 0.6's DefaultTrainer does not checkpoint its optimizer (momentum restarts "
-    "at zero on --resume); upstream main does",
-)
 
 
 def _momentum_buffers(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

@@ -109,13 +109,26 @@ def test_compute_targets_met_and_not_met():
     assert "| luminet | 156.0 |" in format_table(timing, memory)
 
 
-def test_time_interleaved_rotates_the_order_and_skips_warmup(caplog):
+def test_time_interleaved_rotates_the_order_and_skips_warmup():
     calls = []
     steps = {name: (lambda n=name: calls.append(n)) for name in ("a", "b", "c")}
-    with caplog.at_level(logging.INFO, logger="luminet_det.benchmark"):
+    # A handler on the timing logger itself, not pytest's caplog on the root logger: an earlier
+    # test may have run code that stops ``luminet_det`` records from propagating (detectron2's
+    # ``setup_logger(name="luminet_det")`` in the demo does).
+    records: list[logging.LogRecord] = []
+    collect = logging.Handler(logging.INFO)
+    collect.emit = records.append
+    timing_logger = logging.getLogger("luminet_det.benchmark.timing")
+    old_level = timing_logger.level
+    timing_logger.addHandler(collect)
+    timing_logger.setLevel(logging.INFO)
+    try:
         times = time_interleaved(steps, n_steps=3, warmup=1)
+    finally:
+        timing_logger.removeHandler(collect)
+        timing_logger.setLevel(old_level)
     # one progress line per round: every variant's step time, elapsed time and ETA
-    lines = [r.getMessage() for r in caplog.records if "round" in r.getMessage()]
+    lines = [r.getMessage() for r in records if "] round " in r.getMessage()]
     assert len(lines) == 4
     assert re.fullmatch(
         r"\[\d\d:\d\d\] round 1/4 \(warm-up\): a \d+\.\d\ds b \S+ c \S+ \| elapsed \d+s, ETA \d+s",

@@ -173,12 +173,14 @@ def write_tiny_coco(
     num_classes: int = 3,
     seed: int = 0,
     shapes: list[tuple[int, int]] | None = None,
+    masks: bool = False,
 ) -> tuple[str, str]:
     """Write a COCO-format dataset of noise images with filled rectangles (one colour per class).
 
     Args:
         shapes: ``(width, height)`` of the images, cycled (e.g. landscape and portrait images for
             aspect-ratio grouping); default: ``size`` x ``size``.
+        masks: also write each rectangle as a polygon ``segmentation`` (for Mask R-CNN).
 
     Returns:
         ``(json_path, image_root)``.
@@ -202,16 +204,18 @@ def write_tiny_coco(
                 bw, bh = (int(v) for v in rng.integers(size // 6, size // 2, 2))
             x0, y0 = int(rng.integers(0, width - bw)), int(rng.integers(0, height - bh))
             img[y0 : y0 + bh, x0 : x0 + bw] = colours[c]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": i + 1,
-                    "category_id": c + 1,
-                    "bbox": [x0, y0, bw, bh],
-                    "area": bw * bh,
-                    "iscrowd": 0,
-                }
-            )
+            annotation = {
+                "id": len(annotations) + 1,
+                "image_id": i + 1,
+                "category_id": c + 1,
+                "bbox": [x0, y0, bw, bh],
+                "area": bw * bh,
+                "iscrowd": 0,
+            }
+            if masks:
+                x1, y1 = x0 + bw, y0 + bh
+                annotation["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+            annotations.append(annotation)
         name = f"{i:04d}.png"
         Image.fromarray(img).save(os.path.join(image_root, name))
         images.append({"id": i + 1, "file_name": name, "height": height, "width": width})

@@ -381,7 +381,7 @@ class DistillRCNN(GeneralizedRCNN):
                 [self.teacher_stages[k] for k in active],
             )
             teacher_logits = dict(zip(active, scored))
-        total = stages[0].logits.sum() * 0.0  # keeps the term in the graph when nothing is active
+        terms = []  # at least one: the weights are checked not to be all zero
         for k, stage in enumerate(stages):
             if self.stage_weights[k] == 0:
                 continue
@@ -396,7 +396,8 @@ class DistillRCNN(GeneralizedRCNN):
             raw = apply_distill_loss(
                 self._distill_loss, stage.logits, teacher, target, group_sizes=sizes
             )
-            total = total + self.stage_weights[k] * raw
+            terms.append(self.stage_weights[k] * raw)
+        total = torch.stack(terms).sum()
         weight = self.distillation_weight()
         try:
             get_event_storage().put_scalar("distill/weight", weight, smoothing_hint=False)

@@ -324,3 +324,48 @@ def test_shipped_cascade_config_resolves_and_builds():
     student = build_model(cfg)
     assert isinstance(student.roi_heads, CascadeROIHeads) and student.teacher is None
     assert student.backbone.bottom_up.stem.conv1.weight.shape[0] == 64  # R18
+
+
+def test_cascade_step_on_images_without_annotations(cascade_teacher):
+    model = _build(tiny_distill_cfg(*cascade_teacher, **TINY_CASCADE_OPTS))
+    losses = _step(model, random_batch(2, seed=1, boxes_per_image=0))
+    distill = losses["loss_luminet"]
+    assert torch.isfinite(distill) and distill.requires_grad
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize(
+    "loss, overrides",
+    [("kd", {}), ("dkd", {}), ("luminet", {"MODEL.DISTILL.LUMINET.STATS": "image"})],
+)
+def test_cascade_stages_with_other_losses_and_statistics(
+    cascade_teacher, monkeypatch, loss, overrides
+):
+    """Each stage's loss gets that stage's gt classes (DKD) and per-image groups (STATS image)."""
+    import luminet_det.distill_rcnn as distill_rcnn
+
+    cfg = tiny_distill_cfg(*cascade_teacher, loss=loss, **TINY_CASCADE_OPTS, **overrides)
+    model = _build(cfg)
+    seen = []
+    original = distill_rcnn.apply_distill_loss
+
+    def spy(loss_fn, student, teacher, target, group_sizes):
+        assert student.shape == teacher.shape and target.shape == (student.shape[0],)
+        assert sum(group_sizes) == student.shape[0] and len(group_sizes) == 2
+        seen.append(student.shape[0])
+        return original(loss_fn, student, teacher, target, group_sizes=group_sizes)
+
+    monkeypatch.setattr(distill_rcnn, "apply_distill_loss", spy)
+    losses = _step(model, random_batch(2, seed=2), seed=3)
+    assert torch.isfinite(losses[f"loss_{loss}"]) and losses[f"loss_{loss}"] > 0
+    assert len(seen) == 3  # one call per stage
+
+
+def test_stage_recording_checks_that_each_stage_ran_and_cleans_up(cascade_teacher):
+    model = _build(tiny_distill_cfg(*cascade_teacher, **TINY_CASCADE_OPTS))
+    with pytest.raises(RuntimeError, match="stage 0 to run once .* ran 0 times"):
+        with record_box_stages(model.roi_heads):
+            pass  # no forward: nothing recorded
+    for predictor in model.roi_heads.box_predictor:
+        assert "losses" not in vars(predictor) and not predictor._forward_hooks

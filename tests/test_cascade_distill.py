@@ -369,3 +369,29 @@ def test_stage_recording_checks_that_each_stage_ran_and_cleans_up(cascade_teache
             pass  # no forward: nothing recorded
     for predictor in model.roi_heads.box_predictor:
         assert "losses" not in vars(predictor) and not predictor._forward_hooks
+
+
+@pytest.mark.parametrize(
+    "teacher_autocast, expected", [("", torch.bfloat16), ("fp32", torch.float32)]
+)
+def test_cascade_under_ambient_autocast_like_the_amp_trainer(
+    cascade_teacher, teacher_autocast, expected
+):
+    """SOLVER.AMP.ENABLED runs the model under autocast: every teacher stage inherits it or
+    opts out, and the per-stage losses compute in float32."""
+    cfg = tiny_distill_cfg(*cascade_teacher, **TINY_CASCADE_OPTS)
+    cfg.MODEL.DISTILL.TEACHER_AUTOCAST = teacher_autocast
+    model = _build(cfg)
+    seen = []
+    for predictor in model.teacher.model.roi_heads.box_predictor:
+        predictor.register_forward_hook(lambda _m, _i, out: seen.append(out[0].dtype))
+    with EventStorage(0), torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(random_batch(2, seed=13))
+    assert seen == [expected] * 3
+    assert losses["loss_luminet"].dtype == torch.float32
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    for predictor in model.roi_heads.box_predictor:
+        assert all(
+            p.grad is not None and torch.isfinite(p.grad).all() for p in predictor.parameters()
+        )

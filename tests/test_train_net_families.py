@@ -85,3 +85,8 @@ def test_train_net_distils_evaluates_and_writes_a_stock_checkpoint(tmp_path, fam
     assert type(stock) is GeneralizedRCNN
     assert isinstance(stock.roi_heads, CascadeROIHeads) == (family == "cascade")
     stock.load_state_dict(ckpt["model"], strict=True)
+
+    # the teacher alone (Cascade or Mask R-CNN) is evaluated by the same entry
+    args = ["--config-file", config_file, "--eval-teacher", "OUTPUT_DIR", str(tmp_path / "t")]
+    res = train_net.main(train_net.build_parser().parse_args(args))
+    assert {"AP", "AP50", "AP75"} <= set(res["bbox"])

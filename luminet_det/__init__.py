@@ -7,7 +7,8 @@ digit scenes live in :mod:`luminet_det.demo` and are registered on use).
 """
 
 from . import backbones as _backbones  # noqa: F401  (registration)
-from .box_head import box_class_logits, check_box_head_model
+from .box_head import box_class_logits, box_stage_count, check_box_head_model
+from .cascade import normalized_stage_weights, record_box_stages, teacher_stage_map
 from .config import (
     add_distill_config,
     add_distill_loss_sections,
@@ -31,6 +32,10 @@ __all__ = [
     "load_teacher_weights",
     "box_class_logits",
     "check_box_head_model",
+    "box_stage_count",
+    "normalized_stage_weights",
+    "record_box_stages",
+    "teacher_stage_map",
 ]
 
 __version__ = "0.1.0"

@@ -80,6 +80,14 @@ def add_distill_config(cfg: CN) -> CN:
         # Autocast of the teacher's forward: "" (whatever the caller runs under, e.g. the AMP
         # trainer's autocast), "fp32" (autocast off), "bf16" or "fp16".
         _C.MODEL.DISTILL.TEACHER_AUTOCAST = ""
+        # Cascade students: one weight >= 0 per box stage (MODEL.ROI_BOX_CASCADE_HEAD.IOUS);
+        # the distillation term is the weighted mean of the per-stage losses (weights are
+        # normalised to sum 1; 0 skips a stage). Empty: all stages, equal weights.
+        _C.MODEL.DISTILL.CASCADE_STAGE_WEIGHTS = []
+        # Which stage of a Cascade teacher scores the ROIs of every student stage. -1: stage k
+        # for student stage k (the teacher needs as many stages as the student); a teacher
+        # with a single box head (Faster/Mask R-CNN) always uses it, and needs -1.
+        _C.MODEL.DISTILL.CASCADE_TEACHER_STAGE = -1
         _C.MODEL.DISTILL.LUMINET = CN()
         # Variance stabiliser of LumiNet's per-class standardisation.
         _C.MODEL.DISTILL.LUMINET.EPS = 1e-5

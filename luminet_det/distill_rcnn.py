@@ -1,4 +1,8 @@
-"""DistillRCNN: a Faster R-CNN student distilled from a frozen teacher on ROI logits.
+"""DistillRCNN: an R-CNN student distilled from a frozen teacher on ROI logits.
+
+Students and teachers are GeneralizedRCNN models with standard box heads (Faster R-CNN, Mask
+R-CNN and other ``StandardROIHeads`` subclasses: extra heads train as usual) or Cascade box heads
+(per-stage distillation, :mod:`luminet_det.cascade`), in any pairing.
 
 The student *is* a stock :class:`~detectron2.modeling.GeneralizedRCNN` (this class subclasses it
 and adds no parameters), so ``state_dict()`` holds the student only, with GeneralizedRCNN keys:
@@ -19,12 +23,19 @@ One training step:
    batch, per image or over all processes), is added as ``loss_<name>``, times ``LOSS_WEIGHT``
    and the warm-up ramp.
 
+For a Cascade student, steps 1-3 run per stage: the logits *and* the labelled proposals of each
+stage are kept from the student's own forward, the teacher scores each stage's proposals with
+its matching stage (or its single box head) after one backbone pass, and the term is the mean of
+the per-stage losses weighted by ``CASCADE_STAGE_WEIGHTS``
+(:meth:`DistillRCNN.cascade_distillation_losses`).
+
 Inference is the student's inference.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import torch
 from detectron2.config import CfgNode, configurable
@@ -37,7 +48,13 @@ from torch import nn
 
 from luminet.losses import NO_DISTILLATION, apply_distill_loss
 
-from .box_head import box_class_logits, check_box_head_model
+from .box_head import box_class_logits, box_stage_count, check_box_head_model
+from .cascade import (
+    BoxStageOutput,
+    normalized_stage_weights,
+    record_box_stages,
+    teacher_stage_map,
+)
 from .config import build_distill_loss_from_cfg
 from .teacher import Teacher, build_teacher
 
@@ -54,8 +71,8 @@ def check_roi_teacher(student: GeneralizedRCNN, teacher: Teacher) -> None:
         ValueError: naming what does not fit.
     """
     check_box_head_model(teacher.model, "teacher")
-    k_s = student.roi_heads.box_predictor.num_classes
-    k_t = teacher.model.roi_heads.box_predictor.num_classes
+    k_s = student.roi_heads.num_classes
+    k_t = teacher.model.roi_heads.num_classes
     if k_s != k_t:
         raise ValueError(
             f"teacher and student must have the same classes; the teacher has {k_t} "
@@ -82,6 +99,8 @@ class DistillRCNN(GeneralizedRCNN):
         loss_name: str = "luminet",
         loss_weight: float = 1.0,
         warmup_iters: int = 0,
+        cascade_stage_weights: Sequence[float] = (),
+        cascade_teacher_stage: int = -1,
         **kwargs,
     ):
         """
@@ -94,6 +113,10 @@ class DistillRCNN(GeneralizedRCNN):
             loss_name: the loss-dict key is ``"loss_" + loss_name``.
             loss_weight: multiplies the distillation loss.
             warmup_iters: linear ramp ``min(iter / warmup_iters, 1)``; 0 for none.
+            cascade_stage_weights: one weight per student box stage, or empty for the mean
+                (see :func:`luminet_det.cascade.normalized_stage_weights`).
+            cascade_teacher_stage: the teacher stage that scores every student stage, or -1
+                (see :func:`luminet_det.cascade.teacher_stage_map`).
             kwargs: the arguments of :class:`GeneralizedRCNN` (the student).
         """
         super().__init__(**kwargs)
@@ -112,8 +135,24 @@ class DistillRCNN(GeneralizedRCNN):
             raise ValueError(f"MODEL.DISTILL.WARMUP_ITERS must be >= 0; got {warmup_iters}")
         if not loss_weight >= 0:
             raise ValueError(f"MODEL.DISTILL.LOSS_WEIGHT must be >= 0; got {loss_weight}")
+        #: The student's box stages' weights, normalised to sum 1.
+        self.stage_weights = normalized_stage_weights(
+            cascade_stage_weights, box_stage_count(self.roi_heads)
+        )
+        #: The teacher box stage that scores each student stage (empty without a teacher).
+        self.teacher_stages: tuple[int, ...] = ()
         if teacher is not None:
             check_roi_teacher(self, teacher)
+            self.teacher_stages = teacher_stage_map(
+                len(self.stage_weights),
+                box_stage_count(teacher.model.roi_heads),
+                int(cascade_teacher_stage),
+            )
+        elif cascade_teacher_stage != -1:
+            raise ValueError(
+                "MODEL.DISTILL.CASCADE_TEACHER_STAGE is set but there is no teacher "
+                "(MODEL.DISTILL.LOSS none); leave it at -1"
+            )
         # Outside the module tree: not in state_dict/parameters/DDP (see the module docstring).
         object.__setattr__(self, "_teacher", teacher)
         object.__setattr__(self, "_distill_loss", distill_loss)
@@ -134,6 +173,8 @@ class DistillRCNN(GeneralizedRCNN):
             loss_name=str(d.LOSS).lower() if loss is not None else NO_DISTILLATION,
             loss_weight=d.LOSS_WEIGHT,
             warmup_iters=d.WARMUP_ITERS,
+            cascade_stage_weights=tuple(d.CASCADE_STAGE_WEIGHTS),
+            cascade_teacher_stage=d.CASCADE_TEACHER_STAGE,
         )
         return ret
 
@@ -193,9 +234,16 @@ class DistillRCNN(GeneralizedRCNN):
             proposals = [x["proposals"].to(self.device) for x in batched_inputs]
             proposal_losses = {}
 
-        sampled, detector_losses, student_logits = self.roi_heads_and_logits(
-            images, features, proposals, gt_instances
-        )
+        if len(self.stage_weights) > 1:
+            sampled, detector_losses, stages = self.roi_heads_and_stage_outputs(
+                images, features, proposals, gt_instances
+            )
+            distill_losses = self.cascade_distillation_losses(batched_inputs, stages)
+        else:
+            sampled, detector_losses, student_logits = self.roi_heads_and_logits(
+                images, features, proposals, gt_instances
+            )
+            distill_losses = self.distillation_losses(batched_inputs, sampled, student_logits)
 
         if self.vis_period > 0:
             storage = get_event_storage()
@@ -205,7 +253,7 @@ class DistillRCNN(GeneralizedRCNN):
         losses = {}
         losses.update(detector_losses)
         losses.update(proposal_losses)
-        losses.update(self.distillation_losses(batched_inputs, sampled, student_logits))
+        losses.update(distill_losses)
         return losses
 
     def roi_heads_and_logits(
@@ -238,11 +286,30 @@ class DistillRCNN(GeneralizedRCNN):
             )
         return sampled, detector_losses, captured[0]
 
+    def roi_heads_and_stage_outputs(
+        self,
+        images: ImageList,
+        features: dict[str, torch.Tensor],
+        proposals: list[Instances],
+        gt_instances: list[Instances] | None,
+    ) -> tuple[list[Instances], dict[str, torch.Tensor], list[BoxStageOutput]]:
+        """The student's ROI heads in training, and each box stage's logits and labelled
+        proposals, kept from that forward (each stage's head runs once; see
+        :func:`luminet_det.cascade.record_box_stages`).
+
+        Returns:
+            ``(sampled proposals of stage 0, ROI-head losses, one output per stage)``.
+        """
+        with record_box_stages(self.roi_heads) as stages:
+            sampled, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
+        return sampled, detector_losses, stages
+
     def student_roi_logits(
-        self, features: dict[str, torch.Tensor], boxes: list[Boxes]
+        self, features: dict[str, torch.Tensor], boxes: list[Boxes], stage: int = 0
     ) -> torch.Tensor:
-        """Student class logits (R, K+1) for ``boxes``, by a separate box-head pass."""
-        return box_class_logits(self.roi_heads, features, boxes)
+        """Student class logits (R, K+1) of box ``stage`` for ``boxes``, by a separate
+        box-head pass."""
+        return box_class_logits(self.roi_heads, features, boxes, stage)
 
     def distillation_weight(self) -> float:
         """``LOSS_WEIGHT * min(iter / WARMUP_ITERS, 1)`` at the current storage iteration."""
@@ -270,7 +337,9 @@ class DistillRCNN(GeneralizedRCNN):
             )
         target = cat([p.gt_classes for p in sampled], dim=0)
         if n:
-            teacher_logits = self._teacher.roi_logits(batched_inputs, boxes)
+            teacher_logits = self._teacher.roi_logits(
+                batched_inputs, boxes, stage=self.teacher_stages[0]
+            )
         else:  # no ROI on this device: nothing for the teacher to score
             teacher_logits = student_logits.detach().float()
         raw = apply_distill_loss(
@@ -282,3 +351,56 @@ class DistillRCNN(GeneralizedRCNN):
         except AssertionError:  # no EventStorage (a bare forward outside a trainer)
             pass
         return {f"loss_{self.loss_name}": raw * weight}
+
+    def cascade_distillation_losses(
+        self, batched_inputs: list[dict], stages: list[BoxStageOutput]
+    ) -> dict[str, torch.Tensor]:
+        """``{"loss_<name>": weight * sum_k w_k * loss(stage k logits, teacher logits)}``.
+
+        Stage k's student logits are compared with the teacher's logits (stage
+        ``teacher_stages[k]``) on the same stage-k proposals, each stage with its own gt classes
+        and statistics; ``w_k`` are :attr:`stage_weights` (stages of weight 0 are skipped). The
+        teacher's backbone runs once for all stages.
+
+        Args:
+            batched_inputs: the step's inputs.
+            stages: the student's per-stage outputs (:meth:`roi_heads_and_stage_outputs`).
+        """
+        if len(stages) != len(self.stage_weights):
+            raise RuntimeError(
+                f"{len(stages)} student box stages recorded for {len(self.stage_weights)} weights"
+            )
+        active = [
+            k for k, w in enumerate(self.stage_weights) if w > 0 and len(stages[k].logits) > 0
+        ]
+        teacher_logits: dict[int, torch.Tensor] = {}
+        if active:
+            scored = self._teacher.roi_logits_per_stage(
+                batched_inputs,
+                [[p.proposal_boxes for p in stages[k].proposals] for k in active],
+                [self.teacher_stages[k] for k in active],
+            )
+            teacher_logits = dict(zip(active, scored))
+        terms = []  # at least one: the weights are checked not to be all zero
+        for k, stage in enumerate(stages):
+            if self.stage_weights[k] == 0:
+                continue
+            sizes = [len(p) for p in stage.proposals]
+            if stage.logits.shape[0] != sum(sizes):
+                raise RuntimeError(
+                    f"stage {k}: {stage.logits.shape[0]} student logit rows for {sum(sizes)} "
+                    "proposals"
+                )
+            target = cat([p.gt_classes for p in stage.proposals], dim=0)
+            teacher = teacher_logits.get(k, stage.logits.detach().float())
+            raw = apply_distill_loss(
+                self._distill_loss, stage.logits, teacher, target, group_sizes=sizes
+            )
+            terms.append(self.stage_weights[k] * raw)
+        total = torch.stack(terms).sum()
+        weight = self.distillation_weight()
+        try:
+            get_event_storage().put_scalar("distill/weight", weight, smoothing_hint=False)
+        except AssertionError:  # no EventStorage (a bare forward outside a trainer)
+            pass
+        return {f"loss_{self.loss_name}": total * weight}

@@ -15,13 +15,15 @@ and ``input_format`` (``GeneralizedRCNN``, ``RetinaNet``, ``FCOS``, ...). It own
   versions that have them, ``padding_constraints`` (ViTDet's square padding) are exactly the
   teacher's, with no re-implementation to drift from detectron2;
 * **running**: :meth:`Teacher.backbone_features` (no gradient, the teacher's autocast), and the
-  ROI-head family's use, :meth:`Teacher.roi_logits` (its box head on given boxes).
+  ROI-head family's use, :meth:`Teacher.roi_logits` (its box head on given boxes; per
+  Cascade stage with :meth:`Teacher.roi_logits_per_stage`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import torch
 from detectron2.config import CfgNode, get_cfg
@@ -261,17 +263,48 @@ class Teacher(nn.Module):
             return self.model.backbone(images.tensor)
 
     @torch.no_grad()
-    def roi_logits(self, batched_inputs: list[dict], boxes: list[Boxes]) -> torch.Tensor:
+    def roi_logits(
+        self, batched_inputs: list[dict], boxes: list[Boxes], stage: int = 0
+    ) -> torch.Tensor:
         """Class logits (R, K+1), float32, of the teacher's box head for ``boxes``.
 
         The teacher runs its backbone on its own preparation of the same images, then its box
         head on ``boxes`` (coordinates of the resized input, shared with the student); its RPN
-        does not run. For ``GeneralizedRCNN`` teachers with a standard box head.
+        does not run. For ``GeneralizedRCNN`` teachers with a standard or Cascade box head.
+
+        Args:
+            batched_inputs: the student's inputs (raw images in :attr:`image_format`).
+            boxes: one ``Boxes`` per image.
+            stage: the box stage of a Cascade teacher (0 for a single box head).
         """
+        return self.roi_logits_per_stage(batched_inputs, [boxes], [stage])[0]
+
+    @torch.no_grad()
+    def roi_logits_per_stage(
+        self,
+        batched_inputs: list[dict],
+        boxes_per_stage: Sequence[list[Boxes]],
+        stages: Sequence[int],
+    ) -> list[torch.Tensor]:
+        """Class logits (float32) of several box stages, each on its own boxes, with one
+        backbone pass (see :meth:`roi_logits`).
+
+        Args:
+            batched_inputs: the student's inputs.
+            boxes_per_stage: for each entry, one ``Boxes`` per image.
+            stages: for each entry, the teacher box stage that scores those boxes.
+
+        Returns:
+            One (R_i, K+1) tensor per entry.
+        """
+        if len(boxes_per_stage) != len(stages):
+            raise ValueError(f"{len(boxes_per_stage)} sets of boxes for {len(stages)} stages")
         features = self.backbone_features(self.prepare_images(batched_inputs))
         with self.autocast_context():
-            logits = box_class_logits(self.model.roi_heads, features, boxes)
-        return logits.float()
+            return [
+                box_class_logits(self.model.roi_heads, features, boxes, stage).float()
+                for boxes, stage in zip(boxes_per_stage, stages)
+            ]
 
 
 def build_teacher(student_cfg: CfgNode, config_file: str | None = None) -> Teacher:

@@ -15,7 +15,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, Instances, PolygonMasks
 
 from .config import add_distill_config
 
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "TINY_RCNN_OPTS",
+    "TINY_CASCADE_OPTS",
+    "TINY_MASK_OPTS",
     "tiny_rcnn_cfg",
     "write_teacher",
     "tiny_distill_cfg",
@@ -65,6 +67,22 @@ TINY_RCNN_OPTS = {
     "INPUT.MIN_SIZE_TEST": 128,
     "INPUT.MAX_SIZE_TEST": 160,
     "DATALOADER.NUM_WORKERS": 0,
+}
+
+
+#: Overrides that make the tiny model a Cascade R-CNN (3 stages, class-agnostic boxes).
+TINY_CASCADE_OPTS = {
+    "MODEL.ROI_HEADS.NAME": "CascadeROIHeads",
+    "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG": True,
+}
+
+#: Overrides that make the tiny model a Mask R-CNN (small mask head).
+TINY_MASK_OPTS = {
+    "MODEL.MASK_ON": True,
+    "MODEL.ROI_MASK_HEAD.NAME": "MaskRCNNConvUpsampleHead",
+    "MODEL.ROI_MASK_HEAD.NUM_CONV": 1,
+    "MODEL.ROI_MASK_HEAD.CONV_DIM": 32,
+    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION": 7,
 }
 
 
@@ -120,11 +138,12 @@ def tiny_distill_cfg(
 
 def random_batch(
     n_images: int = 2, size: tuple[int, int] = (128, 160), num_classes: int = 3, seed: int = 0,
-    boxes_per_image: int = 2,
+    boxes_per_image: int = 2, masks: bool = False,
 ) -> list[dict]:  # fmt: skip
     """DatasetMapper-like training inputs: uint8 (3, H, W) noise images with random gt boxes.
 
-    ``boxes_per_image=0`` gives images without annotations.
+    ``boxes_per_image=0`` gives images without annotations; ``masks=True`` adds ``gt_masks``
+    (each box as a rectangular polygon), for Mask R-CNN.
     """
     g = torch.Generator().manual_seed(seed)
     h, w = size
@@ -136,6 +155,13 @@ def random_batch(
         inst = Instances((h, w))
         inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
         inst.gt_classes = torch.randint(0, num_classes, (boxes_per_image,), generator=g)
+        if masks:
+            inst.gt_masks = PolygonMasks(
+                [
+                    [[x0, y0, x1, y0, x1, y1, x0, y1]]
+                    for x0, y0, x1, y1 in inst.gt_boxes.tensor.tolist()
+                ]
+            )
         batch.append({"image": image, "instances": inst, "height": h, "width": w})
     return batch
 
@@ -147,12 +173,14 @@ def write_tiny_coco(
     num_classes: int = 3,
     seed: int = 0,
     shapes: list[tuple[int, int]] | None = None,
+    masks: bool = False,
 ) -> tuple[str, str]:
     """Write a COCO-format dataset of noise images with filled rectangles (one colour per class).
 
     Args:
         shapes: ``(width, height)`` of the images, cycled (e.g. landscape and portrait images for
             aspect-ratio grouping); default: ``size`` x ``size``.
+        masks: also write each rectangle as a polygon ``segmentation`` (for Mask R-CNN).
 
     Returns:
         ``(json_path, image_root)``.
@@ -176,16 +204,18 @@ def write_tiny_coco(
                 bw, bh = (int(v) for v in rng.integers(size // 6, size // 2, 2))
             x0, y0 = int(rng.integers(0, width - bw)), int(rng.integers(0, height - bh))
             img[y0 : y0 + bh, x0 : x0 + bw] = colours[c]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": i + 1,
-                    "category_id": c + 1,
-                    "bbox": [x0, y0, bw, bh],
-                    "area": bw * bh,
-                    "iscrowd": 0,
-                }
-            )
+            annotation = {
+                "id": len(annotations) + 1,
+                "image_id": i + 1,
+                "category_id": c + 1,
+                "bbox": [x0, y0, bw, bh],
+                "area": bw * bh,
+                "iscrowd": 0,
+            }
+            if masks:
+                x1, y1 = x0 + bw, y0 + bh
+                annotation["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+            annotations.append(annotation)
         name = f"{i:04d}.png"
         Image.fromarray(img).save(os.path.join(image_root, name))
         images.append({"id": i + 1, "file_name": name, "height": height, "width": width})

@@ -189,13 +189,15 @@ def test_teacher_that_is_not_a_faster_rcnn(teacher, tmp_path):
         build_model(tiny_distill_cfg(str(path), teacher["weights"]))
 
 
-def test_cascade_teacher_with_its_own_weights_is_refused(tmp_path):
+def test_cascade_teacher_for_a_single_stage_student_needs_the_teacher_stage(tmp_path):
+    """Cascade teachers are supported (tests/test_cascade_distill.py); for a Faster R-CNN
+    student the config must say which teacher stage scores its ROIs."""
     cascade = {
         "MODEL.ROI_HEADS.NAME": "CascadeROIHeads",
         "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG": True,
     }
     config, weights, _ = write_teacher(str(tmp_path), seed=1, **cascade)
-    with pytest.raises(ValueError, match="cascade heads are not supported"):
+    with pytest.raises(ValueError, match="set MODEL.DISTILL.CASCADE_TEACHER_STAGE to the teacher"):
         build_model(tiny_distill_cfg(config, weights))
 
 

@@ -1,7 +1,11 @@
 """tools/lazy_train_net.py end to end on a tiny COCO-format set (CPU): training with LumiNet,
 COCO evaluation, --eval-only, student-only checkpoints, --resume, and its refusals."""
 
+import importlib
+import inspect
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,6 +16,10 @@ from luminet_det.testing import write_teacher, write_tiny_coco
 
 TINY_DISTILL = os.path.join(os.path.dirname(__file__), "lazy_configs", "tiny_distill.py")
 DATASET = "luminet_test_lazy_train_net_coco"
+# upstream main's launch starts CPU processes with gloo when there is no GPU; 0.6 asserts CUDA
+LAUNCH_RUNS_ON_CPU = "GLOO" in inspect.getsource(
+    importlib.import_module("detectron2.engine.launch")
+)
 # predictions at any score, so the COCO metrics of a few-step model are numbers
 SCORES = "model.student.roi_heads.box_predictor.test_score_thresh=0.0"
 
@@ -115,3 +123,34 @@ def test_evaluation_builds_the_stock_student_node():
     )
     plain = LazyConfig.load(os.path.join(os.path.dirname(TINY_DISTILL), "tiny_rcnn.py"))
     assert tool.evaluation_model_node(plain) == plain.model
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not LAUNCH_RUNS_ON_CPU,
+    reason="detectron2 0.6's launch needs CUDA for --num-gpus > 1 (upstream main falls back to "
+    "gloo on CPU)",
+)
+def test_two_cpu_processes_through_launch(tmp_path):
+    """--num-gpus 2 through detectron2's launch (gloo on CPU): trains, evaluates, and writes a
+    student-only checkpoint."""
+    json_path, image_root = write_tiny_coco(str(tmp_path / "data"), n_images=6, size=128)
+    teacher = write_teacher(str(tmp_path / "teacher"), seed=1)[1]
+    out = tmp_path / "out"
+    tool = os.path.join(os.path.dirname(__file__), "..", "tools", "lazy_train_net.py")
+    argv = [
+        sys.executable, tool, "--num-gpus", "2", "--config-file", TINY_DISTILL,
+        "--coco-dataset", DATASET, json_path, image_root,
+        f"train.output_dir={out}", f"model.teacher.weights={teacher}",
+        f"dataloader.train.dataset.names={DATASET}", f"dataloader.test.dataset.names={DATASET}",
+        SCORES, "train.max_iter=2", "train.eval_period=2",
+    ]  # fmt: skip
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    root = os.path.join(os.path.dirname(__file__), "..")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "copypaste: AP,AP50" in proc.stdout + proc.stderr
+    state = torch.load(out / "model_final.pth", map_location="cpu")
+    stock = instantiate(LazyConfig.load(TINY_DISTILL).model.student)
+    stock.load_state_dict(state["model"], strict=True)

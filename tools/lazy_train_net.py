@@ -81,6 +81,14 @@ def evaluation_model_node(cfg):
     return cfg.model.student if "student" in cfg.model else cfg.model
 
 
+def ddp_arguments(cfg) -> dict:
+    """``train.ddp`` for ``create_ddp_model``; CPU processes (gloo) take no ``device_ids``."""
+    kwargs = dict(cfg.train.get("ddp", {}))
+    if str(cfg.train.device).startswith("cpu"):
+        kwargs.setdefault("device_ids", None)
+    return kwargs
+
+
 def do_test(cfg, model) -> dict:
     """COCO (or the configured) evaluation of ``model`` on ``dataloader.test``."""
     results = inference_on_dataset(
@@ -99,7 +107,7 @@ def do_train(args, cfg) -> dict | None:
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
-    model = create_ddp_model(model, **cfg.train.get("ddp", {}))
+    model = create_ddp_model(model, **ddp_arguments(cfg))
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(
         model, train_loader, optimizer
     )
@@ -157,7 +165,7 @@ def main(args) -> dict | None:
                 cfg.train.output_dir,
                 resume=args.resume,
             )
-            return do_test(cfg, create_ddp_model(model))
+            return do_test(cfg, create_ddp_model(model, **ddp_arguments(cfg)))
         return do_train(args, cfg)
     finally:
         if lock is not None:

@@ -154,3 +154,17 @@ def test_two_cpu_processes_through_launch(tmp_path):
     state = torch.load(out / "model_final.pth", map_location="cpu")
     stock = instantiate(LazyConfig.load(TINY_DISTILL).model.student)
     stock.load_state_dict(state["model"], strict=True)
+
+
+def test_eval_only_refuses_missing_or_foreign_weights(tmp_path):
+    tool = load_tool("lazy_train_net")
+    cfg = LazyConfig.load(TINY_DISTILL)
+    cfg.train.output_dir = str(tmp_path / "out")
+    model = instantiate(tool.evaluation_model_node(cfg))
+    with pytest.raises(ValueError, match="train.init_checkpoint is empty"):
+        tool.load_student_for_evaluation(model, cfg)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"model": {"other.weight": torch.zeros(2)}}, foreign)
+    cfg.train.init_checkpoint = str(foreign)
+    with pytest.raises(ValueError, match="train.init_checkpoint .*foreign.pth"):
+        tool.load_student_for_evaluation(model, cfg)

@@ -81,6 +81,22 @@ def evaluation_model_node(cfg):
     return cfg.model.student if "student" in cfg.model else cfg.model
 
 
+def load_student_for_evaluation(model, cfg, resume: bool = False) -> str:
+    """Load ``train.init_checkpoint`` (with ``resume``: the last checkpoint of
+    ``train.output_dir``) into ``model`` and refuse weights that fill less than half of it
+    (:func:`luminet_det.engine.load_weights_for_evaluation`).
+
+    Raises:
+        ValueError: no weights, or weights that do not fit; naming ``train.init_checkpoint``.
+    """
+    try:
+        return load_weights_for_evaluation(
+            model, cfg.train.get("init_checkpoint", ""), cfg.train.output_dir, resume=resume
+        )
+    except ValueError as e:  # its messages name the yacs key
+        raise ValueError(str(e).replace("MODEL.WEIGHTS", "train.init_checkpoint")) from e
+
+
 def ddp_arguments(cfg) -> dict:
     """``train.ddp`` for ``create_ddp_model``; CPU processes (gloo) take no ``device_ids``."""
     kwargs = dict(cfg.train.get("ddp", {}))
@@ -159,12 +175,7 @@ def main(args) -> dict | None:
         prepare_output_dir(cfg.train.output_dir, overwrite=args.overwrite and training)
         if not training:
             model = instantiate(evaluation_model_node(cfg)).to(cfg.train.device)
-            load_weights_for_evaluation(
-                model,
-                cfg.train.get("init_checkpoint", ""),
-                cfg.train.output_dir,
-                resume=args.resume,
-            )
+            load_student_for_evaluation(model, cfg, resume=args.resume)
             return do_test(cfg, create_ddp_model(model, **ddp_arguments(cfg)))
         return do_train(args, cfg)
     finally:

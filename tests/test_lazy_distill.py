@@ -14,7 +14,13 @@ import luminet_det  # noqa: F401  (registers DistillRCNN)
 from luminet.losses import KDLoss
 from luminet_det import DistillRCNN, Teacher
 from luminet_det.lazy import distill_rcnn_from_student, lazy_teacher
-from luminet_det.testing import random_batch, tiny_distill_cfg, write_teacher
+from luminet_det.testing import (
+    TINY_CASCADE_OPTS,
+    random_batch,
+    tiny_distill_cfg,
+    tiny_rcnn_cfg,
+    write_teacher,
+)
 
 TINY_LAZY = os.path.join(os.path.dirname(__file__), "lazy_configs", "tiny_rcnn.py")
 
@@ -200,3 +206,30 @@ def test_teacher_autocast_and_format_are_checked(teacher_files):
     assert teacher.flip_channels
     with pytest.raises(ValueError, match="INPUT.FORMAT"):
         distill_rcnn_from_student(tiny_student(), teacher, loss="luminet")
+
+
+TINY_LAZY_CASCADE = os.path.join(os.path.dirname(__file__), "lazy_configs", "tiny_cascade_rcnn.py")
+
+
+def test_cascade_student_from_lazy_config_distils_per_stage(tmp_path):
+    """A Cascade student node (the yacs tiny Cascade model's modules) with a Cascade teacher:
+    the stage weights and teacher stage of the yacs path are passed through."""
+    torch.manual_seed(0)
+    yacs = build_model(tiny_rcnn_cfg(**TINY_CASCADE_OPTS))
+    torch.manual_seed(1)
+    student = instantiate(LazyConfig.load(TINY_LAZY_CASCADE).model)
+    student.load_state_dict(yacs.state_dict(), strict=True)  # the same modules as the yacs model
+    DetectionCheckpointer(yacs, save_dir=str(tmp_path)).save("cascade_teacher")
+    teacher = lazy_teacher(TINY_LAZY_CASCADE, str(tmp_path / "cascade_teacher.pth"))
+    model = distill_rcnn_from_student(
+        student, teacher, loss="luminet", cascade_stage_weights=[1.0, 2.0, 1.0]
+    ).train()
+    assert model.stage_weights == pytest.approx((0.25, 0.5, 0.25))
+    assert model.teacher_stages == (0, 1, 2)
+    losses = losses_of(model)
+    assert {"loss_luminet", "loss_cls_stage0", "loss_cls_stage2"} <= set(losses)
+    assert torch.isfinite(losses["loss_luminet"])
+    with pytest.raises(ValueError, match="CASCADE_TEACHER_STAGE"):
+        distill_rcnn_from_student(
+            instantiate(LazyConfig.load(TINY_LAZY).model), teacher, cascade_teacher_stage=-1
+        )

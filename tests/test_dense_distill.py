@@ -381,3 +381,27 @@ def test_fcos_checkpoint_loads_strictly_into_stock(tmp_path):
     for k, v in model.state_dict().items():
         assert torch.equal(stock.state_dict()[k], v)
     assert dense_layout(stock) == dense_layout(model)
+
+
+def test_a_distilling_teacher_config_is_an_error(tmp_path):
+    config, weights, _ = write_retinanet_teacher(str(tmp_path), seed=1)
+    cfg_text = (
+        open(config)
+        .read()
+        .replace("META_ARCHITECTURE: RetinaNet", "META_ARCHITECTURE: DistillRetinaNet")
+    )
+    (tmp_path / "distilling.yaml").write_text(cfg_text)
+    cfg = tiny_distill_retinanet_cfg(str(tmp_path / "distilling.yaml"), weights)
+    with pytest.raises(ValueError, match="the teacher must be a plain detector"):
+        build_model(cfg)
+
+
+def test_retinanet_teacher_autocast_bf16_gives_float32_rows(retina_teacher):
+    cfg = tiny_distill_retinanet_cfg(*retina_teacher, **{"MODEL.DISTILL.TEACHER_AUTOCAST": "bf16"})
+    model = _build(cfg)
+    recording = RecordingLoss()
+    object.__setattr__(model, "_distill_loss", recording)
+    loss = _step(model, random_batch(2, seed=11))["loss_luminet_sigmoid"]
+    assert torch.isfinite(loss) and loss > 0
+    _, teacher_rows, _ = recording.calls[0]
+    assert teacher_rows.dtype == torch.float32

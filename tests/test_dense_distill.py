@@ -405,3 +405,15 @@ def test_retinanet_teacher_autocast_bf16_gives_float32_rows(retina_teacher):
     assert torch.isfinite(loss) and loss > 0
     _, teacher_rows, _ = recording.calls[0]
     assert teacher_rows.dtype == torch.float32
+
+
+def test_retinanet_students_own_losses_equal_the_stock_models(retina_teacher):
+    model = _build(tiny_distill_retinanet_cfg(*retina_teacher))
+    stock = build_model(tiny_retinanet_cfg())
+    stock.load_state_dict(model.state_dict())
+    stock.train()
+    batch = random_batch(2, seed=12)
+    ours, theirs = _step(model, batch), _step(stock, batch)
+    assert set(theirs) == set(RETINANET_KEYS)
+    for k in RETINANET_KEYS:
+        assert torch.equal(ours[k], theirs[k]), k

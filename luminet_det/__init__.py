@@ -15,14 +15,9 @@ from .config import (
     build_distill_loss_from_cfg,
     resolve_teacher_config_path,
 )
-from .dense_distill import (
-    DenseDistillation,
-    DistillFCOS,
-    DistillRetinaNet,
-    check_dense_loss,
-    check_dense_teacher,
-)
+from .dense_distill import DenseDistillation, check_dense_loss, check_dense_teacher
 from .dense_layout import DenseLayout, check_same_dense_layout, dense_layout
+from .dense_meta_arch import DistillFCOS, DistillRetinaNet
 from .distill_rcnn import DistillRCNN, check_roi_teacher
 from .teacher import Teacher, build_teacher, load_teacher_config
 from .teacher_weights import load_teacher_weights

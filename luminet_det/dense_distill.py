@@ -1,8 +1,9 @@
 """Dense distillation: a RetinaNet or FCOS student distilled from a frozen teacher of its family.
 
-Design: two thin registered subclasses of the stock detectors, :class:`DistillRetinaNet`
-(``RetinaNet``, built from a yacs config) and :class:`DistillFCOS` (``FCOS``, built from keyword
-arguments, e.g. a LazyConfig: detectron2 has no yacs keys for FCOS), that share one mixin,
+Design: two thin subclasses of the stock detectors (:mod:`luminet_det.dense_meta_arch`):
+:class:`~luminet_det.dense_meta_arch.DistillRetinaNet` (``RetinaNet``, built from a yacs config)
+and :class:`~luminet_det.dense_meta_arch.DistillFCOS` (``FCOS``, built from keyword arguments,
+e.g. a LazyConfig: detectron2 has no yacs keys for FCOS), that share the mixin of this module,
 :class:`DenseDistillation`, holding all the distillation logic. Subclassing rather than wrapping
 the student keeps everything a stock user relies on: ``state_dict()`` holds the student only,
 with the stock keys (checkpoints load strictly into a stock ``RetinaNet``/``FCOS``), inference is
@@ -35,10 +36,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from detectron2.config import CfgNode, configurable
-from detectron2.modeling.meta_arch.build import META_ARCH_REGISTRY
-from detectron2.modeling.meta_arch.fcos import FCOS
-from detectron2.modeling.meta_arch.retinanet import RetinaNet
+from detectron2.config import CfgNode
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from torch import nn
@@ -54,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DenseDistillation",
-    "DistillRetinaNet",
-    "DistillFCOS",
     "SIGMOID_LOSS_TYPES",
     "is_sigmoid_loss",
     "check_dense_loss",
@@ -309,84 +305,3 @@ class DenseDistillation:
         except AssertionError:  # no EventStorage (a bare forward outside a trainer)
             pass
         return {f"loss_{self.loss_name}": raw * weight}
-
-
-@META_ARCH_REGISTRY.register()
-class DistillRetinaNet(DenseDistillation, RetinaNet):
-    """RetinaNet student plus a frozen RetinaNet teacher and a sigmoid loss on anchor logits.
-
-    Built from a yacs config: the stock ``MODEL.RETINANET.*``/``MODEL.ANCHOR_GENERATOR.*`` keys
-    for the student, ``MODEL.DISTILL.*`` for the distillation (see docs/dense.md).
-    """
-
-    @configurable
-    def __init__(
-        self,
-        *,
-        teacher: Teacher | None = None,
-        distill_loss: nn.Module | None = None,
-        loss_name: str = "luminet_sigmoid",
-        loss_weight: float = 1.0,
-        warmup_iters: int = 0,
-        **kwargs,
-    ):
-        """
-        Args:
-            teacher, distill_loss, loss_name, loss_weight, warmup_iters: see
-                :meth:`DenseDistillation.init_distillation`.
-            kwargs: the arguments of :class:`~detectron2.modeling.RetinaNet` (the student).
-        """
-        super().__init__(**kwargs)
-        self.init_distillation(
-            teacher=teacher,
-            distill_loss=distill_loss,
-            loss_name=loss_name,
-            loss_weight=loss_weight,
-            warmup_iters=warmup_iters,
-        )
-
-    @classmethod
-    def from_config(cls, cfg: CfgNode) -> dict:
-        distill = dense_distill_arguments(cfg)
-        ret = super().from_config(cfg)
-        ret.update(distill)
-        return ret
-
-
-class DistillFCOS(DenseDistillation, FCOS):
-    """FCOS student plus a frozen FCOS teacher and a sigmoid loss on point logits.
-
-    detectron2 builds FCOS from a LazyConfig only (no yacs keys), so this class takes keyword
-    arguments (it is therefore not in ``META_ARCH_REGISTRY``): ``instantiate`` a LazyConfig
-    whose ``model._target_`` is this class, or call it directly. The teacher is an FCOS wrapped
-    by :meth:`Teacher.from_model <luminet_det.teacher.Teacher.from_model>`; the stock FCOS has
-    no ``input_format``, so set ``teacher_model.input_format`` (e.g. "BGR") before wrapping it.
-    """
-
-    def __init__(
-        self,
-        *,
-        teacher: Teacher | None = None,
-        distill_loss: nn.Module | None = None,
-        loss_name: str = "luminet_sigmoid",
-        loss_weight: float = 1.0,
-        warmup_iters: int = 0,
-        input_format: str = "BGR",
-        **kwargs,
-    ):
-        """
-        Args:
-            teacher, distill_loss, loss_name, loss_weight, warmup_iters: see
-                :meth:`DenseDistillation.init_distillation`.
-            input_format: channel order of the images the student is fed ("BGR" or "RGB").
-            kwargs: the arguments of :class:`~detectron2.modeling.FCOS` (the student).
-        """
-        super().__init__(**kwargs)
-        self.input_format = input_format
-        self.init_distillation(
-            teacher=teacher,
-            distill_loss=distill_loss,
-            loss_name=loss_name,
-            loss_weight=loss_weight,
-            warmup_iters=warmup_iters,
-        )

@@ -29,6 +29,7 @@ from luminet.atomic_io import atomic_write
 from luminet_det.benchmark import (
     ALL_VARIANTS,
     PRESETS,
+    BenchSettings,
     format_scaling,
     format_table,
     format_targets,
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def run_dense(args: argparse.Namespace, settings) -> dict:
+def run_dense(args: argparse.Namespace, settings: BenchSettings) -> dict:
     """The dense-family run of ``main`` (options that exist for R-CNN only are refused)."""
     for flag, given in (
         ("--scaling", args.scaling),

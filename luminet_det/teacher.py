@@ -14,9 +14,10 @@ and ``input_format`` (``GeneralizedRCNN``, ``RetinaNet``, ``FCOS``, ...). It own
   the teacher's **own** ``preprocess_image``: pixel mean/std, size divisibility and, on detectron2
   versions that have them, ``padding_constraints`` (ViTDet's square padding) are exactly the
   teacher's, with no re-implementation to drift from detectron2;
-* **running**: :meth:`Teacher.backbone_features` (no gradient, the teacher's autocast), and the
-  ROI-head family's use, :meth:`Teacher.roi_logits` (its box head on given boxes; per
-  Cascade stage with :meth:`Teacher.roi_logits_per_stage`).
+* **running**: :meth:`Teacher.backbone_features` (no gradient, the teacher's autocast), the
+  ROI-head family's use, :meth:`Teacher.roi_logits` (its box head on given boxes; per Cascade
+  stage with :meth:`Teacher.roi_logits_per_stage`), and the dense family's,
+  :meth:`Teacher.dense_logits` (its dense head's per-level class logits).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch import nn
 
 from .box_head import box_class_logits
 from .config import add_distill_config, resolve_teacher_config_path
+from .dense_head import dense_class_logits
 from .teacher_weights import load_teacher_weights
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ def load_teacher_config(student_cfg: CfgNode, config_file: str | None = None) ->
             f"MODEL.DISTILL.TEACHER_CONFIG {path!r} could not be read as a detectron2 config: "
             f"{type(e).__name__}: {e}"
         ) from e
-    if cfg.MODEL.META_ARCHITECTURE == "DistillRCNN":
+    if cfg.MODEL.META_ARCHITECTURE in ("DistillRCNN", "DistillRetinaNet"):
         raise ValueError(
             f"the teacher config {path!r} has META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}; "
             "the teacher must be a plain detector (e.g. GeneralizedRCNN), not a distilling one"
@@ -305,6 +307,19 @@ class Teacher(nn.Module):
                 box_class_logits(self.model.roi_heads, features, boxes, stage).float()
                 for boxes, stage in zip(boxes_per_stage, stages)
             ]
+
+    @torch.no_grad()
+    def dense_logits(self, batched_inputs: list[dict]) -> list[torch.Tensor]:
+        """Per-level class logits (N, A*K, H, W), float32, of the teacher's dense head.
+
+        The teacher runs its backbone on its own preparation of the images, then the class
+        branch of its head (:func:`~luminet_det.dense_head.dense_class_logits`). For dense
+        detectors (``RetinaNet``, ``FCOS``).
+        """
+        features = self.backbone_features(self.prepare_images(batched_inputs))
+        with self.autocast_context():
+            logits = dense_class_logits(self.model, features)
+        return [x.float() for x in logits]
 
 
 def build_teacher(student_cfg: CfgNode, config_file: str | None = None) -> Teacher:

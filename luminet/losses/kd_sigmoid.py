@@ -132,7 +132,7 @@ def kd_sigmoid_loss(
     return weighted_binary_kl(student, teacher, weights, divisor, temperature) * temperature**2
 
 
-@register_distill_loss("kd_sigmoid")
+@register_distill_loss("kd_sigmoid", config={"ANCHORS": "all", "NORMALIZER": "num_anchors"})
 class KDSigmoidLoss(nn.Module):
     """Module form of :func:`kd_sigmoid_loss`, registered as ``"kd_sigmoid"``."""
 

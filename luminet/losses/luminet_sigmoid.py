@@ -127,7 +127,10 @@ def luminet_sigmoid_loss(
     return weighted_binary_kl(h_student, h_teacher, weights, divisor, temperature) * alpha**2
 
 
-@register_distill_loss("luminet_sigmoid")
+@register_distill_loss(
+    "luminet_sigmoid",
+    config={"ALPHA": 1.0, "EPS": 1e-5, "ANCHORS": "all", "NORMALIZER": "num_anchors"},
+)
 class LumiNetSigmoidLoss(nn.Module):
     """Module form of :func:`luminet_sigmoid_loss`, registered as ``"luminet_sigmoid"``."""
 

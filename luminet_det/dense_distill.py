@@ -46,6 +46,7 @@ from luminet.losses import NO_DISTILLATION, KDSigmoidLoss, LumiNetSigmoidLoss, a
 from .config import build_distill_loss_from_cfg
 from .dense_head import dense_logit_rows
 from .dense_layout import check_same_dense_layout
+from .frozen_teacher import FrozenTeacherMixin
 from .teacher import Teacher, build_teacher
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def dense_distill_arguments(cfg: CfgNode) -> dict:
     }
 
 
-class DenseDistillation:
+class DenseDistillation(FrozenTeacherMixin):
     """Distillation for a detectron2 ``DenseDetector`` subclass (mix in before the detector).
 
     The subclass's ``__init__`` builds the detector, then calls :meth:`init_distillation`.
@@ -163,47 +164,12 @@ class DenseDistillation:
             )
         if distill_loss is not None:
             check_dense_loss(distill_loss, loss_name)
-        if warmup_iters < 0:
-            raise ValueError(f"MODEL.DISTILL.WARMUP_ITERS must be >= 0; got {warmup_iters}")
-        if not loss_weight >= 0:
-            raise ValueError(f"MODEL.DISTILL.LOSS_WEIGHT must be >= 0; got {loss_weight}")
+        self.check_distillation_weight(loss_weight, warmup_iters)
         if teacher is not None:
             check_dense_teacher(self, teacher)
         # Outside the module tree: not in state_dict/parameters/DDP (see the module docstring).
-        object.__setattr__(self, "_teacher", teacher)
-        object.__setattr__(self, "_distill_loss", distill_loss)
         object.__setattr__(self, "_recorded_labels", None)
-        self.loss_name = str(loss_name).lower()
-        self.loss_weight = float(loss_weight)
-        self.warmup_iters = int(warmup_iters)
-        if teacher is not None:
-            teacher.to(self.device)
-
-    # ----------------------------------------------------------------- module plumbing
-    @property
-    def teacher(self) -> Teacher | None:
-        """The frozen teacher (not a submodule: never saved, never trained)."""
-        return self._teacher
-
-    @property
-    def distill_loss(self) -> nn.Module | None:
-        return self._distill_loss
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for m in (self._teacher, self._distill_loss):
-            if isinstance(m, nn.Module):
-                m._apply(fn, *args, **kwargs)
-        return self
-
-    def extra_repr(self) -> str:
-        if self._teacher is None:
-            return "distillation: none (student alone)"
-        return (
-            f"distillation: loss_{self.loss_name}={self._distill_loss!r} x {self.loss_weight} "
-            f"(warm-up {self.warmup_iters} iters), teacher: {type(self._teacher.model).__name__} "
-            f"(frozen, not saved)"
-        )
+        self.attach_teacher(teacher, distill_loss, loss_name, loss_weight, warmup_iters)
 
     # ----------------------------------------------------------------- training
     def forward(self, batched_inputs: list[dict]):
@@ -250,13 +216,6 @@ class DenseDistillation:
         if self._recorded_labels is not None:
             self._recorded_labels.append(labels)
         return labels, boxes
-
-    def distillation_weight(self) -> float:
-        """``LOSS_WEIGHT * min(iter / WARMUP_ITERS, 1)`` at the current storage iteration."""
-        if self.warmup_iters <= 0:
-            return self.loss_weight
-        it = get_event_storage().iter
-        return self.loss_weight * min(it / self.warmup_iters, 1.0)
 
     def distillation_losses(
         self,

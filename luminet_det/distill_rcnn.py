@@ -56,6 +56,7 @@ from .cascade import (
     teacher_stage_map,
 )
 from .config import build_distill_loss_from_cfg
+from .frozen_teacher import FrozenTeacherMixin
 from .teacher import Teacher, build_teacher
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def check_roi_teacher(student: GeneralizedRCNN, teacher: Teacher) -> None:
 
 
 @META_ARCH_REGISTRY.register()
-class DistillRCNN(GeneralizedRCNN):
+class DistillRCNN(FrozenTeacherMixin, GeneralizedRCNN):
     """GeneralizedRCNN student plus a frozen teacher and a distillation loss on ROI logits."""
 
     @configurable
@@ -131,10 +132,7 @@ class DistillRCNN(GeneralizedRCNN):
                 "DistillRCNN needs both a teacher and a distillation loss, or neither; got "
                 f"teacher={type(teacher).__name__}, distill_loss={type(distill_loss).__name__}"
             )
-        if warmup_iters < 0:
-            raise ValueError(f"MODEL.DISTILL.WARMUP_ITERS must be >= 0; got {warmup_iters}")
-        if not loss_weight >= 0:
-            raise ValueError(f"MODEL.DISTILL.LOSS_WEIGHT must be >= 0; got {loss_weight}")
+        self.check_distillation_weight(loss_weight, warmup_iters)
         #: The student's box stages' weights, normalised to sum 1.
         self.stage_weights = normalized_stage_weights(
             cascade_stage_weights, box_stage_count(self.roi_heads)
@@ -154,13 +152,7 @@ class DistillRCNN(GeneralizedRCNN):
                 "(MODEL.DISTILL.LOSS none); leave it at -1"
             )
         # Outside the module tree: not in state_dict/parameters/DDP (see the module docstring).
-        object.__setattr__(self, "_teacher", teacher)
-        object.__setattr__(self, "_distill_loss", distill_loss)
-        self.loss_name = str(loss_name).lower()
-        self.loss_weight = float(loss_weight)
-        self.warmup_iters = int(warmup_iters)
-        if teacher is not None:
-            teacher.to(self.device)
+        self.attach_teacher(teacher, distill_loss, loss_name, loss_weight, warmup_iters)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -179,30 +171,9 @@ class DistillRCNN(GeneralizedRCNN):
         return ret
 
     # ----------------------------------------------------------------- module plumbing
-    @property
-    def teacher(self) -> Teacher | None:
-        """The frozen teacher (not a submodule: never saved, never trained)."""
-        return self._teacher
-
-    @property
-    def distill_loss(self) -> nn.Module | None:
-        return self._distill_loss
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for m in (self._teacher, self._distill_loss):
-            if isinstance(m, nn.Module):
-                m._apply(fn, *args, **kwargs)
-        return self
-
-    def extra_repr(self) -> str:
-        if self._teacher is None:
-            return "distillation: none (student alone)"
-        return (
-            f"distillation: loss_{self.loss_name}={self._distill_loss!r} x {self.loss_weight} "
-            f"(warm-up {self.warmup_iters} iters), teacher: {type(self._teacher.model).__name__} "
-            f"with {type(self._teacher.model.backbone).__name__} backbone (frozen, not saved)"
-        )
+    def teacher_description(self) -> str:
+        model = self._teacher.model
+        return f"{type(model).__name__} with {type(model.backbone).__name__} backbone"
 
     # ----------------------------------------------------------------- training
     def forward(self, batched_inputs: list[dict]):
@@ -310,13 +281,6 @@ class DistillRCNN(GeneralizedRCNN):
         """Student class logits (R, K+1) of box ``stage`` for ``boxes``, by a separate
         box-head pass."""
         return box_class_logits(self.roi_heads, features, boxes, stage)
-
-    def distillation_weight(self) -> float:
-        """``LOSS_WEIGHT * min(iter / WARMUP_ITERS, 1)`` at the current storage iteration."""
-        if self.warmup_iters <= 0:
-            return self.loss_weight
-        it = get_event_storage().iter
-        return self.loss_weight * min(it / self.warmup_iters, 1.0)
 
     def distillation_losses(
         self, batched_inputs: list[dict], sampled: list[Instances], student_logits: torch.Tensor

@@ -51,7 +51,13 @@ def _worker(rank, world_size, port, out_dir):
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("global")
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException:
+        # Once in a clean-clone CI run a gloo worker was killed by SIGABRT while the same code
+        # passed before and on rerun; start both processes once more on a fresh port. A real
+        # fault in the code fails again here (the results are still compared below).
+        mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
     return {case: [torch.load(out / f"{case}{r}") for r in range(2)] for case in ROWS}
 
 
